@@ -1,0 +1,1 @@
+"""Attribute model: per-location edit directions, direction banks and masked edits."""

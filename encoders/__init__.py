@@ -1,0 +1,1 @@
+"""Encoders that invert photos into spatial latent grids (optimization and learned encoders)."""

@@ -1,0 +1,1 @@
+"""pytest configuration: makes ``tests/support.py`` importable from every test folder."""
