@@ -226,13 +226,14 @@ class LatentGrid:
             )
 
     # -- checks ----------------------------------------------------------------------------------
-    def check_for(self, num_ws: int, w_dim: int) -> None:
-        """Raise :class:`InputError` unless this grid fits a generator with ``num_ws`` x ``w_dim``."""
+    def check_for(self, num_ws: int, w_dim: int, finite: bool = True) -> None:
+        """Raise :class:`InputError` unless this grid fits a generator with ``num_ws`` x ``w_dim``
+        (and, with ``finite``, holds no NaN/inf: that check reads every value)."""
         if self.channels != w_dim:
             raise InputError(f"grid has {self.channels} channels, the generator's w_dim is {w_dim}")
         if self.space == "w+" and self.num_layers != num_ws:
             raise InputError(f"w+ grid has {self.num_layers} layers, the generator needs {num_ws}")
-        if not torch.isfinite(self.data).all():
+        if finite and not torch.isfinite(self.data).all():
             raise InputError("latent grid contains NaN or inf")
 
     # -- files -----------------------------------------------------------------------------------

@@ -259,7 +259,7 @@ class SpatialGenerator(nn.Module):
     ) -> torch.Tensor:
         """Render ``grid``; with ``padding='none'`` optionally only ``window`` (global output pixels,
         ``(y0, y1, x0, x1)``, may extend beyond the canvas). Returns ``[B, 3, H, W]``."""
-        grid.check_for(self.num_ws, self.w_dim)
+        grid.check_for(self.num_ws, self.w_dim, finite=False)
         check_noise_mode(noise_mode)
         H, W = self.canvas_size(grid)
         if window is None:
@@ -271,6 +271,7 @@ class SpatialGenerator(nn.Module):
         if self.padding == "zero" and window != Window(0, H, 0, W):
             raise InputError("rendering a sub-window needs padding='none' (zero padding depends on the canvas border)")
         self._check_memory(grid.batch, window)
+        grid.check_for(self.num_ws, self.w_dim)  # NaN/inf: reads every value, so after the size check
         latents = grid.layer_data(self.num_ws).to(self.device, torch.float32)
         render = _Render(self, latents, grid.density, noise_mode, noise_seed)
         if self.padding == "zero":
