@@ -102,7 +102,10 @@ def _load_path(path: Path) -> tuple[Generator, bool]:
         config, state, _ = read_native(path)
         return build_generator(config, state, source=str(path)), True
     ckpt = read_checkpoint(path)
-    G = build_generator(ckpt.config, ckpt.state_dict, source=str(path))
+    state = dict(ckpt.state_dict)
+    if not ckpt.w_avg_present:
+        state.setdefault("mapping.w_avg", torch.zeros([ckpt.config.w_dim]))  # computed by the caller
+    G = build_generator(ckpt.config, state, source=str(path))
     return G, ckpt.w_avg_present
 
 
