@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
+
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """``[N, C, H, W]`` in ``[-1, 1]`` -> uint8 ``[N, H, W, C]`` (C = 1 or 3)."""
@@ -41,11 +43,6 @@ def save_picture(picture: np.ndarray, path: str | os.PathLike) -> Path:
     path = Path(path)
     if picture.ndim == 3 and picture.shape[2] == 1:
         picture = picture[:, :, 0]
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-    try:
+    with atomic_write(path) as tmp:
         Image.fromarray(np.ascontiguousarray(picture)).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

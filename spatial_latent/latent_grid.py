@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ._version import __version__
+from .atomic import atomic_write
 from .errors import InputError
 
 SPACES = ("w", "w+")
@@ -254,13 +255,8 @@ class LatentGrid:
             "toolkit_version": __version__,
             "meta": json.dumps(self.meta, sort_keys=True, default=str),
         }
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        with atomic_write(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return path
 
     @classmethod

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import atomic_write
 from ..errors import CheckpointError
 from ..networks import GeneratorConfig
 
@@ -42,13 +43,8 @@ def write_native(
         "toolkit_version": __version__,
     }
     meta.update(extra_metadata or {})
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
