@@ -22,8 +22,12 @@ def conv2d_resample(
     groups: int = 1,
     impl: str = "auto",
 ) -> torch.Tensor:
-    """Convolve ``x`` ``[N, I, H, W]`` with ``w`` ``[O, I/groups, kh, kw]`` (correlation, as
-    ``F.conv2d``), upsampling or downsampling by an integer factor through the filter ``f``.
+    """Convolve ``x`` ``[N, I, H, W]`` with ``w`` ``[O, I/groups, kh, kw]``, upsampling or
+    downsampling by an integer factor through the filter ``f``.
+
+    Without upsampling this is a correlation (as ``F.conv2d``); with ``up > 1`` it is a
+    transposed convolution with the weight not flipped, which is what StyleGAN2 checkpoints
+    expect (NVIDIA's ``flip_weight=(up == 1)``).
 
     Output ``[N, O, H', W']`` with ``H' = H*up/down + py0 + py1 - kh + 1`` for ``up``/``down`` 1 or
     a power of two and the usual 4-tap filter.
