@@ -32,6 +32,33 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def coordinate_normals(
+    seed: int,
+    stream: int,
+    channels: int,
+    y0: int,
+    x0: int,
+    height: int,
+    width: int,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Standard normals ``[channels, height, width]`` for global cells/pixels
+    ``[y0, y0+height) x [x0, x0+width)``; a function of ``(seed, stream, channel, y, x)`` only.
+
+    ``stream`` separates independent uses (noise layer index, latent field id ...). Coordinates
+    may be negative.
+    """
+    ys = torch.arange(y0, y0 + height, device=device, dtype=torch.int64)[None, :, None]
+    xs = torch.arange(x0, x0 + width, device=device, dtype=torch.int64)[None, None, :]
+    cs = torch.arange(channels, device=device, dtype=torch.int64)[:, None, None]
+    key = hash32(torch.full((), seed, dtype=torch.int64, device=device) ^ hash32(torch.full((), stream + 0x9E37, dtype=torch.int64, device=device)))
+    h = hash32(key ^ hash32(cs ^ hash32((ys & _MASK) ^ hash32(xs & _MASK))))
+    u1 = (h.double() + 0.5) / 2.0**32
+    u2 = (hash32(h ^ 0x5BD1E995).double() + 0.5) / 2.0**32
+    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+    return z.to(torch.float32)
+
+
 def coordinate_noise(
     seed: int,
     layer: int,
@@ -41,15 +68,5 @@ def coordinate_noise(
     width: int,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Standard-normal noise ``[1, 1, height, width]`` for global pixels ``[y0, y0+height) x [x0, x0+width)``.
-
-    Coordinates may be negative. The values depend only on ``(seed, layer, y, x)``.
-    """
-    ys = torch.arange(y0, y0 + height, device=device, dtype=torch.int64)[:, None]
-    xs = torch.arange(x0, x0 + width, device=device, dtype=torch.int64)[None, :]
-    key = hash32(torch.full((), seed, dtype=torch.int64, device=device) ^ hash32(torch.full((), layer + 0x9E37, dtype=torch.int64, device=device)))
-    h = hash32(key ^ hash32((ys & _MASK) ^ hash32(xs & _MASK)))
-    u1 = (h.double() + 0.5) / 2.0**32
-    u2 = (hash32(h ^ 0x5BD1E995).double() + 0.5) / 2.0**32
-    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
-    return z.to(torch.float32)[None, None]
+    """One-channel noise ``[1, 1, height, width]`` for synthesis layer ``layer`` (see :func:`coordinate_normals`)."""
+    return coordinate_normals(seed, layer, 1, y0, x0, height, width, device)[None]

@@ -120,26 +120,32 @@ def sample_cells(
     window: Window,
     mode: str = "bilinear",
     origin: tuple[int, int] = (0, 0),
+    strict: bool = False,
 ) -> torch.Tensor:
     """Resample a cell map onto a layer's pixel window.
 
     ``cells``: ``[B, C, h, w]``, cell ``(i, j)`` at global cell ``(origin[0] + i, origin[1] + j)``;
     one native image side holds ``density`` cells and ``res`` pixels. Returns ``[B, C, *window.size]``.
     Pixels finer than cells use ``mode`` (nearest, or bilinear between cell centres); pixels
-    coarser than cells average the cells they cover. Indices outside the array are clamped.
+    coarser than cells average the cells they cover. Indices outside the array are clamped (a
+    finite grid's edge cells repeat); with ``strict`` they are an error instead (a patch cut from
+    an unbounded field must cover everything it is sampled at).
     Each output pixel depends only on its global coordinates, never on the window.
     """
-    x = _sample_axis(cells, 3, density, res, (window.x0, window.x1), mode, origin[1])
-    return _sample_axis(x, 2, density, res, (window.y0, window.y1), mode, origin[0])
+    x = _sample_axis(cells, 3, density, res, (window.x0, window.x1), mode, origin[1], strict)
+    return _sample_axis(x, 2, density, res, (window.y0, window.y1), mode, origin[0], strict)
 
 
-def _sample_axis(t: torch.Tensor, dim: int, density: int, res: int, span: Span, mode: str, origin: int) -> torch.Tensor:
+def _sample_axis(t: torch.Tensor, dim: int, density: int, res: int, span: Span, mode: str, origin: int, strict: bool) -> torch.Tensor:
     n = t.shape[dim]
     dev = t.device
     p = torch.arange(span[0], span[1], device=dev, dtype=torch.float64)
 
     def take(idx: torch.Tensor) -> torch.Tensor:
-        return t.index_select(dim, (idx - origin).clamp(0, n - 1))
+        idx = idx - origin
+        if strict and (idx.min() < 0 or idx.max() >= n):
+            raise AssertionError(f"latent patch of {n} cells from {origin} does not cover cells {idx.min().item() + origin}..{idx.max().item() + origin}")
+        return t.index_select(dim, idx.clamp(0, n - 1))
 
     if res < density:  # each pixel covers k whole cells
         k = density // res
@@ -170,6 +176,21 @@ class BlockPlan:
     mid: Window | None  # conv0 output kept, at res
     x_out: Window  # features kept after conv1, at res
     img: Window | None  # image kept after this block's toRGB, at res
+
+
+@dataclasses.dataclass
+class LatentPatch:
+    """Latents for a group of samples rendered together.
+
+    ``latents`` ``[B, num_ws, C, h, w]`` has its cell ``(0, 0)`` at global cell ``origin``; the
+    group's output window is the render window shifted by ``shift`` output pixels (a multiple of
+    R/4, so that every layer shifts by whole pixels). Tiles at different places of one canvas
+    are different patches of one batch.
+    """
+
+    latents: torch.Tensor
+    origin: tuple[int, int] = (0, 0)
+    shift: tuple[int, int] = (0, 0)
 
 
 class SpatialGenerator(nn.Module):
@@ -272,11 +293,45 @@ class SpatialGenerator(nn.Module):
             raise InputError("rendering a sub-window needs padding='none' (zero padding depends on the canvas border)")
         self._check_memory(grid.batch, window)
         grid.check_for(self.num_ws, self.w_dim)  # NaN/inf: reads every value, so after the size check
-        latents = grid.layer_data(self.num_ws).to(self.device, torch.float32)
-        render = _Render(self, latents, grid.density, noise_mode, noise_seed)
+        patch = LatentPatch(grid.layer_data(self.num_ws).to(self.device, torch.float32))
+        render = _Render(self, [patch], grid.density, noise_mode, noise_seed, strict=False)
         if self.padding == "zero":
             return render.same_size((H, W))
         return render.valid(window)
+
+    def render_patches(
+        self,
+        patches: list[LatentPatch],
+        window: Window,
+        density: int,
+        noise_mode: str = "random",
+        noise_seed: int = 0,
+    ) -> torch.Tensor:
+        """Padding-free render of several patches in one batch: patch ``k`` covers ``window``
+        shifted by ``patches[k].shift``. Each patch's cells must cover :meth:`cells_needed`.
+        Returns ``[sum of patch batches, 3, *window.size]``, in patch order."""
+        if self.padding != "none":
+            raise InputError("rendering patches needs padding='none'")
+        check_noise_mode(noise_mode)
+        step = self.img_resolution // 4
+        for p in patches:
+            if p.shift[0] % step or p.shift[1] % step:
+                raise InputError(f"patch shift {p.shift} must be a multiple of {step} (R/4) pixels")
+            if p.latents.ndim != 5 or p.latents.shape[1:3] != (self.num_ws, self.w_dim):
+                raise InputError(f"patch latents must be [B, {self.num_ws}, {self.w_dim}, h, w], got {tuple(p.latents.shape)}")
+        render = _Render(self, patches, density, noise_mode, noise_seed, strict=True)
+        return render.valid(window)
+
+    def cells_needed(self, window: Window, density: int) -> Window:
+        """Global cell range (rows, cols; as a Window in cell units) that a padding-free render of
+        ``window`` samples from: the 4x4 input window mapped to cells, plus bilinear neighbours."""
+        p = self.plan(window)[0].x_in
+        return Window(
+            math.floor(p.y0 * density / 4) - 1,
+            math.ceil(p.y1 * density / 4) + 1,
+            math.floor(p.x0 * density / 4) - 1,
+            math.ceil(p.x1 * density / 4) + 1,
+        )
 
     def _check_memory(self, batch: int, window: Window) -> None:
         pixels = batch * window.size[0] * window.size[1]
@@ -303,36 +358,59 @@ def _available_bytes(device: torch.device) -> int:
 
 
 class _Render:
-    """One render: latents ``[B, num_ws, C, h, w]`` through the synthesis blocks."""
+    """One render of latent patches through the synthesis blocks (see :class:`LatentPatch`)."""
 
-    def __init__(self, sg: SpatialGenerator, latents: torch.Tensor, density: int, noise_mode: str, noise_seed: int) -> None:
+    def __init__(self, sg: SpatialGenerator, patches: list[LatentPatch], density: int, noise_mode: str, noise_seed: int, strict: bool) -> None:
         self.sg, self.G = sg, sg.G
-        self.latents, self.density = latents, density
+        self.patches, self.density, self.strict = patches, density, strict
         self.noise_mode, self.noise_seed = noise_mode, noise_seed
         self.valid_mode = sg.padding == "none"
         self.layer_index = 0
 
+    def shifted(self, win: Window, patch: LatentPatch, res: int) -> Window:
+        sy, sx = (v * res // self.sg.img_resolution for v in patch.shift)
+        return Window(win.y0 + sy, win.y1 + sy, win.x0 + sx, win.x1 + sx)
+
+    def per_patch(self, make: Any, win: Window, res: int) -> torch.Tensor:
+        """``make(patch, window)`` -> ``[1 or B_k, ...]`` for each patch, concatenated over the batch."""
+        if len(self.patches) == 1:
+            return make(self.patches[0], self.shifted(win, self.patches[0], res))
+        parts = [make(p, self.shifted(win, p, res)) for p in self.patches]
+        return torch.cat([t.expand(p.latents.shape[0], *t.shape[1:]) for t, p in zip(parts, self.patches)])
+
     # inputs as functions of global coordinates
     def const(self, block: SynthesisBlock, win: Window) -> torch.Tensor:
         r = block.resolution
-        ys = torch.arange(win.y0, win.y1, device=block.const.device) % r
-        xs = torch.arange(win.x0, win.x1, device=block.const.device) % r
-        c = block.const.to(torch.float32).index_select(1, ys).index_select(2, xs)
-        return c.unsqueeze(0).expand(self.latents.shape[0], -1, -1, -1)
+
+        def make(patch: LatentPatch, w: Window) -> torch.Tensor:
+            ys = torch.arange(w.y0, w.y1, device=block.const.device) % r
+            xs = torch.arange(w.x0, w.x1, device=block.const.device) % r
+            c = block.const.to(torch.float32).index_select(1, ys).index_select(2, xs)
+            return c.unsqueeze(0).expand(patch.latents.shape[0], -1, -1, -1)
+
+        return self.per_patch(make, win, r)
 
     def noise(self, layer: SynthesisLayer, layer_idx: int, win: Window) -> torch.Tensor | None:
         if self.noise_mode == "none":
             return None
-        if self.noise_mode == "const":
-            r = layer.resolution
-            ys = torch.arange(win.y0, win.y1, device=layer.noise_const.device) % r
-            xs = torch.arange(win.x0, win.x1, device=layer.noise_const.device) % r
-            return layer.noise_const.index_select(0, ys).index_select(1, xs)[None, None]
-        return coordinate_noise(self.noise_seed, layer_idx, win.y0, win.x0, *win.size, device=layer.noise_const.device)
+        r = layer.resolution
+        dev = layer.noise_const.device
+
+        def make(patch: LatentPatch, w: Window) -> torch.Tensor:
+            if self.noise_mode == "const":
+                ys = torch.arange(w.y0, w.y1, device=dev) % r
+                xs = torch.arange(w.x0, w.x1, device=dev) % r
+                return layer.noise_const.index_select(0, ys).index_select(1, xs)[None, None]
+            return coordinate_noise(self.noise_seed, layer_idx, w.y0, w.x0, *w.size, device=dev)
+
+        return self.per_patch(make, win, r)
 
     def styles(self, layer: nn.Module, row: int, res: int, win: Window) -> torch.Tensor:
-        cells = layer.styles(self.latents[:, row])  # [B, I, h, w]: affine commutes with resampling
-        return sample_cells(cells, self.density, res, win, self.sg.resample)
+        def make(patch: LatentPatch, w: Window) -> torch.Tensor:
+            cells = layer.styles(patch.latents[:, row])  # [B, I, h, w]: affine commutes with resampling
+            return sample_cells(cells, self.density, res, w, self.sg.resample, patch.origin, self.strict)
+
+        return self.per_patch(make, win, res)
 
     def conv(self, layer: SynthesisLayer, row: int, x: torch.Tensor, win: Window, gain: float = 1.0) -> tuple[torch.Tensor, Window]:
         """Run one synthesis layer on ``x`` covering ``win``; returns the output and its window."""
