@@ -1,1 +1,45 @@
-"""Attribute model: per-location edit directions, direction banks and masked edits."""
+"""Attribute model: per-location edit directions, direction banks and masked edits.
+
+* :class:`AttributeModel` fits supervised directions (per cell, optionally per layer group) from
+  latent grids and labels, or from samples it draws and labels itself;
+  :func:`pca_directions` and :func:`sefa_directions` find unsupervised ones.
+* :class:`DirectionBank` saves named directions for one generator (``.npz``, no pickles).
+* :func:`edit` / :func:`apply_edits` move a grid along directions inside a mask.
+
+Names are imported lazily so that ``python -m attributes.fit --help`` does no work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AttributeModel": "model",
+    "Direction": "direction",
+    "conditional": "direction",
+    "DirectionBank": "bank",
+    "Edit": "edit",
+    "apply_edits": "edit",
+    "strength_series": "edit",
+    "box_mask": "edit",
+    "image_mask": "edit",
+    "cell_mask": "edit",
+    "pca_directions": "unsupervised",
+    "sefa_directions": "unsupervised",
+    "sample_grids": "sampling",
+    "sample_labeled": "sampling",
+    "get_labeler": "labelers",
+    "RegionLabeler": "labelers",
+    "MapLabeler": "labelers",
+    "FunctionLabeler": "labelers",
+    "load_csv_dataset": "labelers",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'attributes' has no attribute {name!r}")

@@ -1,0 +1,198 @@
+"""Apply named directions from a direction bank to a latent grid, where you choose, and render it.
+
+    python -m spatial_latent.edit latent.safetensors --network ffhq --bank bank.npz \\
+        --attr smile --strength 2 --region 64,128,192,200 --out edited.png --strip strip.png
+
+The latent file is one written by ``LatentGrid.save`` (e.g. by the encode tool); the bank one
+written by ``python -m attributes.fit``. ``--network`` may be left out when the latent's metadata
+records it (``meta['network']``); the generator's fingerprint must match the bank's (and the
+latent's ``meta['generator_fingerprint']`` where recorded). Edits add ``strength x direction`` inside a region:
+``--region x0,y0,x1,y1`` (output pixels; cells partly inside get their covered fraction),
+``--mask mask.png`` (grey levels 0..255 -> 0..1, the size of the output image) or ``--cells``;
+without any, the whole grid. Several ``--attr`` apply together (each may have its own
+``--strength`` and ``--region``). ``--strip`` writes the first attribute at several strengths
+side by side, for looking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cli import add_device_arg, add_network_arg, run_cli
+from .errors import InputError
+
+DEFAULT_STRIP = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+
+
+def _floats(text: str, n: int | None = None, what: str = "values") -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InputError(f"bad {what} {text!r}: expected comma-separated numbers") from None
+    if n is not None and len(vals) != n:
+        raise InputError(f"bad {what} {text!r}: expected {n} comma-separated numbers")
+    return vals
+
+
+def _cell(text: str) -> tuple[int, int]:
+    try:
+        r, c = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"bad cell {text!r}: use ROW,COL") from None
+    return r, c
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m spatial_latent.edit",
+        description="Move a latent grid along named directions of a direction bank, inside a region, "
+        "and render the result (plus, optionally, a strip of strengths and the edited latent).",
+    )
+    p.add_argument("latent", type=Path, help="latent grid file (.safetensors written by LatentGrid.save / the encode tool)")
+    p.add_argument("--bank", type=Path, required=True, help="direction bank (.npz from python -m attributes.fit)")
+    p.add_argument("--attr", action="append", default=[], metavar="NAME", help="direction to apply; repeat for several edits at once")
+    p.add_argument("--strength", action="append", default=[], type=float, metavar="S", help="one per --attr, or one for all; 1 = one standard deviation of the fitted data (default: 1)")
+    p.add_argument("--region", action="append", default=[], metavar="x0,y0,x1,y1", help="box in output pixels; one per --attr, or one for all")
+    p.add_argument("--mask", type=Path, metavar="PNG", help="grey-level mask the size of the output image (white = full edit)")
+    p.add_argument("--cells", nargs="+", type=_cell, metavar="ROW,COL", help="edit only these grid cells")
+    p.add_argument("--layers", metavar="A-B,...", help="edit only these ws rows (the grid becomes w+): coarse = shape, fine = colour")
+    add_network_arg(p, required=False)  # default: the network the latent file records
+    p.add_argument("--out", type=Path, help="edited picture (PNG)")
+    p.add_argument("--strip", type=Path, metavar="PNG", help="also write the first --attr at each --strip-strengths, side by side")
+    p.add_argument("--strip-strengths", nargs="+", type=float, default=DEFAULT_STRIP, metavar="S", help="strengths of the strip, e.g. --strip-strengths -2 0 2 (default: -3 -2 -1 0 1 2 3)")
+    p.add_argument("--save-latent", type=Path, metavar="PATH", help="also write the edited latent grid (.safetensors)")
+    p.add_argument("--padding", choices=["zero", "none"], default="zero", help="render with the network's zero padding or padding-free (default: zero)")
+    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const", help="per-layer noise (default: const)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of --noise-mode random (default: 0)")
+    add_device_arg(p)
+    p.add_argument("--list", action="store_true", help="list the bank's directions and exit")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from attributes.bank import DirectionBank
+
+    bank = DirectionBank.load(args.bank)
+    if args.list:
+        print(bank.summary())
+        return 0
+    plan = _check_args(args, bank)
+
+    import torch
+
+    from attributes.direction import grid_fingerprint
+    from attributes.edit import Edit, apply_edits, strength_series
+
+    from .images import image_grid, save_picture, to_uint8
+    from .latent_grid import LatentGrid
+    from .loading import load_generator
+    from .spatial import SpatialGenerator
+
+    grid = LatentGrid.load(args.latent)
+    network = args.network or grid.meta.get("network")
+    if not network:
+        raise InputError("--network is required: the latent file does not record its generator")
+    if grid.space == "w" and (plan["layers"] is not None or any(bank[n].space == "w+" for n in plan["names"])):
+        grid.check_for(bank.num_ws, bank.w_dim, finite=False)
+        grid = grid.to_space("w+", bank.num_ws)  # per-layer edits need a grid per layer
+    for name in plan["names"]:  # shape and space before the (slow) generator load
+        bank.check_grid(grid, name)
+    G = load_generator(network, device=args.device)
+    fp = G.fingerprint()
+    bank.check_generator(fp)
+    grid_fp = grid_fingerprint(grid.meta)
+    if grid_fp and grid_fp != fp:
+        raise InputError(f"{args.latent} was made with generator {grid_fp}, --network is {fp}")
+    sg = SpatialGenerator(G, padding=args.padding)
+    grid.check_for(G.num_ws, G.w_dim)
+    H, W = sg.canvas_size(grid)
+    grid = grid.to(sg.device)
+
+    cell_px = G.img_resolution / grid.density
+    masks = [_mask(args, grid, region, cell_px, (H, W)) for region in plan["regions"]]
+    edits = [Edit(bank[n], s, m, plan["layers"]) for n, s, m in zip(plan["names"], plan["strengths"], masks, strict=True)]
+    edited = apply_edits(grid, edits)
+
+    if any(k.startswith("noise.") for k in grid.extras):
+        # SpatialGenerator cannot take per-image noise maps yet: say so rather than differ silently.
+        print(f"note: the latent's optimized noise maps are not used; rendering with --noise-mode {args.noise_mode}", file=sys.stderr)
+    with torch.no_grad():
+        if args.out:
+            save_picture(image_grid(to_uint8(sg(edited, args.noise_mode, args.noise_seed))), args.out)
+            print(f"wrote {args.out} ({W}x{H} per image)")
+        if args.strip:
+            first, rest = edits[0], edits[1:]
+            series = strength_series(grid, first.direction, plan["strip"], first.mask, first.layers, base=rest)
+            pics = to_uint8(sg(series, args.noise_mode, args.noise_seed))
+            save_picture(image_grid(pics, cols=len(pics)), args.strip)
+            print(f"wrote {args.strip}: {first.direction.name} at strengths {', '.join(f'{s:g}' for s in plan['strip'])}")
+    if args.save_latent:
+        edited.meta.setdefault("generator_fingerprint", fp)
+        edited.meta.setdefault("network", str(network))
+        edited.save(args.save_latent)
+        print(f"wrote {args.save_latent}")
+    return 0
+
+
+def _check_args(args: argparse.Namespace, bank: Any) -> dict[str, Any]:
+    """Pair up --attr/--strength/--region and check everything that needs no file but the bank."""
+    names = args.attr
+    if not names:
+        raise InputError("give at least one --attr NAME (see --list)")
+    for n in names:
+        bank[n]  # unknown names: one clear error listing the bank's names
+    if not (args.out or args.strip or args.save_latent):
+        raise InputError("nothing to write: give --out, --strip or --save-latent")
+    strengths = _per_attr(args.strength or [1.0], len(names), "--strength")
+    kinds = sum(bool(v) for v in (args.region, args.mask, args.cells))
+    if kinds > 1:
+        raise InputError("choose one of --region, --mask and --cells")
+    regions = _per_attr([_floats(r, 4, "region") for r in args.region] or [None], len(names), "--region")
+    if args.mask is not None and not args.mask.is_file():
+        raise InputError(f"mask not found: {args.mask}")
+    layers = None
+    if args.layers:
+        from attributes.fit import parse_layers
+
+        layers = parse_layers(args.layers)
+    strip = list(args.strip_strengths)
+    return dict(names=names, strengths=strengths, regions=regions, layers=layers, strip=strip)
+
+
+def _per_attr(values: list[Any], n: int, flag: str) -> list[Any]:
+    if len(values) == 1:
+        return values * n
+    if len(values) != n:
+        raise InputError(f"{len(values)} values of {flag} for {n} --attr: give one, or one per --attr")
+    return values
+
+
+def _mask(args: argparse.Namespace, grid: Any, region: list[float] | None, cell_px: float, size: tuple[int, int]) -> Any:
+    """The cell mask ``[h, w]`` of one edit (None = everywhere)."""
+    from attributes.edit import box_mask, cell_mask, image_mask
+
+    if region is not None:
+        return box_mask(grid.cells, region, cell_size=cell_px)
+    if args.cells:
+        return cell_mask(grid.cells, args.cells)
+    if args.mask is not None:
+        import numpy as np
+        import torch
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(args.mask) as im:
+                m = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"{args.mask}: unreadable mask image ({e})") from None
+        return image_mask(torch.from_numpy(m), grid.cells, image_size=size)
+    return None
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
