@@ -1,1 +1,38 @@
-"""Encoders that invert photos into spatial latent grids (optimization and learned encoders)."""
+"""Encoders that invert photos into spatial latent grids.
+
+* :func:`encoders.optimize.invert` — optimization (Adam, StyleGAN2 projector schedule, LPIPS + MSE,
+  noise maps, grid-distribution and smoothness regularizers) into a grid, W+ or W;
+* :class:`encoders.learned.GridEncoder` — a pSp-like network image -> per-layer grids, trained by
+  ``python -m encoders.train``;
+* :func:`encoders.pipeline.encode` — encoder start + N optimization steps (the default pipeline).
+
+Names are imported lazily so that ``python -m encoders.train --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "invert": "optimize",
+    "OptimizeConfig": "optimize",
+    "Inversion": "optimize",
+    "encode": "pipeline",
+    "GridEncoder": "learned",
+    "build_encoder": "learned",
+    "load_encoder": "learned",
+    "save_encoder": "learned",
+    "train_encoder": "train",
+    "TrainConfig": "train",
+    "ReconstructionLoss": "losses",
+    "LpipsWeightsError": "losses",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'encoders' has no attribute {name!r}")

@@ -1,0 +1,305 @@
+"""Encode photos into latent grids that reproduce them, ready to edit.
+
+    python -m spatial_latent.encode face.jpg [more.jpg | DIR] --network ffhq --outdir out
+
+For every face (FFHQ-aligned first, unless --no-align) it writes, under --outdir:
+
+    NAME_target.png        the aligned target the generator sees
+    NAME_recon.png         the reconstruction
+    NAME_compare.png       target | reconstruction side by side
+    NAME.latent.safetensors  the LatentGrid: grid, optimized noise maps, generator fingerprint,
+                           alignment transform, settings, version (LatentGrid.load reads it)
+    NAME_metrics.json      loss curve, final MSE / PSNR (and LPIPS when used), time
+    NAME_pasted.png        with --paste-back: the reconstruction put back into the photo
+
+and summary.json for the whole run. Unreadable pictures and pictures without a face are reported
+and skipped; the others are processed (exit status 1 when some were skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ._version import __version__
+from .cli import add_device_arg, add_network_arg, run_cli
+from .errors import InputError, SpatialLatentError
+
+log = logging.getLogger(__name__)
+
+
+def parse_grid(text: str) -> int:
+    """``'8x8'`` or ``'8'`` -> 8 cells per side (one image is a square of cells)."""
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise InputError(f"bad --grid {text!r}; use e.g. 8x8") from None
+    if len(vals) not in (1, 2) or (len(vals) == 2 and vals[0] != vals[1]):
+        raise InputError(f"--grid {text!r}: one image spans a square of cells; use e.g. 8x8")
+    if not 1 <= vals[0] <= 256:
+        raise InputError(f"--grid {text!r}: cells per side must be in [1, 256]")
+    return vals[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m spatial_latent.encode",
+        description="Encode photos into spatial latent grids that reproduce them. Faces are found and "
+        "aligned like FFHQ (eyes and mouth in the same place), then inverted: a learned encoder's grid "
+        "(--encoder) or the average latent is the start, refined by --steps optimization steps. Writes "
+        "the aligned target, the reconstruction, a side-by-side picture, the latent file and metrics "
+        "per face, and summary.json.",
+        epilog="LPIPS (the default loss) needs torchvision's VGG/AlexNet weights in the torch hub cache; "
+        "offline, use --loss mse. On a CPU use few --steps (e.g. 100) and a small model.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="pictures (JPEG, PNG, WebP, BMP, TIFF, GIF) or folders of them")
+    add_network_arg(p, default="ffhq")
+    p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
+    p.add_argument("--steps", type=int, default=500, help="optimization steps; 0 = the encoder's grid alone (default: 500)")
+    p.add_argument("--encoder", type=Path, default=None, metavar="PATH", help="learned encoder (from python -m encoders.train) giving the starting grid; default: start from the average latent")
+    p.add_argument("--space", choices=["grid", "w+", "w"], default="grid", help="grid: a grid of latents per layer (most faithful); w+: one latent per layer; w: one latent (default: grid)")
+    p.add_argument("--grid", default="8x8", metavar="NxN", help="cells per image for --space grid (default: 8x8)")
+    p.add_argument("--grid-layers", choices=["w+", "w"], default="w+", help="one grid per layer (w+) or one shared by all layers (w) (default: w+)")
+    p.add_argument("--loss", choices=["lpips+mse", "lpips", "mse"], default="lpips+mse", help="reconstruction loss (default: lpips+mse)")
+    p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg", help="LPIPS backbone (default: vgg)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak Adam learning rate, in units of W's spread (default: 0.1)")
+    p.add_argument("--latent-noise", type=float, default=None, metavar="F", help="exploration noise added to the latents at the start, x W's spread, ramped to 0 (default: 0.05 from the average latent, 0 from an --encoder start)")
+    p.add_argument("--noise-reg", type=float, default=1e5, help="weight of the noise-map regularizer (default: 1e5)")
+    p.add_argument("--dist-reg", type=float, default=1e-3, help="weight of the regularizer pulling grid cells toward the distribution of generated latents (default: 1e-3)")
+    p.add_argument("--smooth-reg", type=float, default=0.0, help="weight of the smoothness penalty between neighbouring cells (default: 0)")
+    p.add_argument("--no-noise-opt", action="store_true", help="keep the network's stored noise maps instead of optimizing them")
+    p.add_argument("--seed", type=int, default=0, help="seed of the optimization's random draws (default: 0)")
+    p.add_argument("--batch-size", type=int, default=4, help="faces optimized together (default: 4)")
+    p.add_argument("--no-align", action="store_true", help="the pictures are already aligned face crops: only centre-crop and resize")
+    p.add_argument("--face", type=int, default=0, metavar="N", help="which face to encode, 0 = the largest (default: 0)")
+    p.add_argument("--all-faces", action="store_true", help="encode every face found (NAME_face0, NAME_face1, ...)")
+    p.add_argument("--detector", choices=["auto", "opencv", "mediapipe"], default="auto", help="landmark detector; auto uses mediapipe when installed, else OpenCV (default: auto)")
+    p.add_argument("--paste-back", action="store_true", help="also write the reconstruction pasted back into the photo (NAME_pasted.png)")
+    p.add_argument("--max-side", type=int, default=4096, help="pictures larger than this are downscaled on reading (default: 4096)")
+    add_device_arg(p)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cells = parse_grid(args.grid)
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be >= 1")
+    if args.face < 0:
+        raise InputError("--face must be >= 0 (0 = the largest face)")
+    if args.all_faces and args.face:
+        raise InputError("use either --face or --all-faces")
+    if args.no_align and (args.all_faces or args.face):
+        raise InputError("--face/--all-faces select detected faces; they do not apply with --no-align")
+    if args.max_side < 64:
+        raise InputError("--max-side must be >= 64")
+    if not 0 <= args.seed < 2**63:
+        raise InputError("--seed must be a non-negative integer")
+
+    from .imageio import list_images
+
+    paths = list_images(args.inputs)  # before the heavy imports: a typo in a path fails at once
+    if not paths:
+        raise InputError("no pictures to encode")
+
+    from encoders.optimize import OptimizeConfig
+
+    cfg = OptimizeConfig(
+        steps=args.steps, space=args.space, cells=cells, grid_layers=args.grid_layers, lr=args.lr,
+        loss=args.loss, lpips_net=args.lpips_net, noise_reg=args.noise_reg, dist_reg=args.dist_reg,
+        smooth_reg=args.smooth_reg, latent_noise=args.latent_noise, optimize_noise=not args.no_noise_opt, seed=args.seed,
+    )
+    cfg.validate()
+
+    from encoders.learned import load_encoder
+    from encoders.losses import ReconstructionLoss, WStats
+
+    from .loading import load_generator
+
+    G = load_generator(args.network, device=args.device)
+    device = G.mapping.w_avg.device
+    loss_fn = ReconstructionLoss(cfg.loss, cfg.lpips_net, cfg.mse_weight, cfg.lpips_weight, device=device)
+    encoder = load_encoder(args.encoder, device=device, G=G) if args.encoder else None
+    if cfg.steps == 0 and encoder is None:
+        log.warning("--steps 0 without --encoder: the result is the average latent")
+    stats = WStats.from_generator(G)
+    detector = None
+    if not args.no_align:
+        from .align import FaceDetector
+
+        detector = FaceDetector(args.detector)
+
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    failures: list[dict[str, str]] = []
+    results: list[dict[str, Any]] = []
+    names: set[str] = set()
+    t_start = time.perf_counter()
+    pending: list[_Item] = []
+    batches = 0
+    # Pictures are read as the batches fill up, so a large folder never sits in memory at once.
+    for k, path in enumerate(paths):
+        try:
+            pending.extend(_prepare(path, args, G.img_resolution, detector, names))
+        except SpatialLatentError as e:
+            if len(paths) == 1:
+                raise  # a single picture: its own error is the message
+            failures.append({"source": str(path), "error": str(e)})
+            msg = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+            print(f"skipped {msg}", file=sys.stderr)
+        while len(pending) >= args.batch_size or (pending and k == len(paths) - 1):
+            batch, pending = pending[: args.batch_size], pending[args.batch_size :]
+            batches += 1
+            results.extend(_encode_batch(batch, G, cfg, encoder, loss_fn, stats, args, f"batch {batches}"))
+    summary = {
+        "toolkit_version": __version__,
+        "network": str(args.network),
+        "generator_fingerprint": G.fingerprint(),
+        "encoder": str(args.encoder) if args.encoder else None,
+        "settings": cfg.to_dict(),
+        "device": str(device),
+        "seconds": time.perf_counter() - t_start,
+        "encoded": results,
+        "skipped": failures,
+    }
+    _write_json(args.outdir / "summary.json", summary)
+    if not results:
+        raise InputError(f"nothing was encoded ({len(failures)} picture(s) skipped; first: {failures[0]['error'] if failures else '-'})")
+    for r in results:
+        m = r["metrics"]
+        extra = f"  LPIPS {m['lpips']:.4f}" if "lpips" in m else ""
+        print(f"{r['name']}: PSNR {m['psnr']:.2f} dB  MSE {m['mse']:.5f}{extra}")
+    print(f"wrote {len(results)} encoding(s) to {args.outdir}" + (f"; skipped {len(failures)}" if failures else ""))
+    return 1 if failures else 0
+
+
+@dataclasses.dataclass
+class _Item:
+    """One face to encode: its output name, the photo uint8 ``[H, W, 3]``, the aligned target
+    uint8 ``[R, R, 3]``, the crop transform, the detected face (None with --no-align)."""
+
+    name: str
+    path: Path
+    photo: Any
+    aligned: Any
+    transform: Any
+    face: Any
+    face_index: int | None
+    scale: float
+
+
+def _unique(name: str, names: set[str]) -> str:
+    out, k = name, 2
+    while out in names:
+        out, k = f"{name}_{k}", k + 1
+    names.add(out)
+    return out
+
+
+def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names: set[str]) -> list[_Item]:
+    import numpy as np
+
+    from .align import AlignTransform, NoFaceError, face_transform, warp_aligned
+    from .imageio import read_image
+
+    loaded = read_image(path, max_side=args.max_side)
+    photo = loaded.pixels
+    h, w = photo.shape[:2]
+    if min(h, w) < R // 4:
+        log.warning("%s is only %dx%d; the %d px generator will see a blurry upscale", path, w, h, R)
+    if args.no_align:
+        s = min(h, w)
+        if h != w:
+            log.warning("%s is not square (%dx%d); using its centre square", path, w, h)
+        y0, x0 = (h - s) // 2, (w - s) // 2
+        t = AlignTransform(np.array([[s / R, 0, x0], [0, s / R, y0]]), R, (h, w))
+        return [_Item(_unique(path.stem, names), path, photo, warp_aligned(photo, t, pad_blur=False), t, None, None, loaded.scale)]
+    faces = detector.detect(photo)
+    if not faces:
+        raise NoFaceError("no face found; if it is already an aligned face crop, use --no-align")
+    if args.all_faces:
+        chosen = list(enumerate(faces))
+    elif args.face >= len(faces):
+        raise InputError(f"--face {args.face} requested but only {len(faces)} face(s) found (0 = the largest)")
+    else:
+        chosen = [(args.face, faces[args.face])]
+    items = []
+    for k, face in chosen:
+        if face.eyes_estimated:
+            log.warning("%s face %d: eyes not detected, alignment estimated from the face box", path, k)
+        t = face_transform(face, R, (h, w))
+        name = path.stem + (f"_face{k}" if args.all_faces or args.face else "")
+        items.append(_Item(_unique(name, names), path, photo, warp_aligned(photo, t), t, face, k, loaded.scale))
+    return items
+
+
+def _encode_batch(batch: list[_Item], G: Any, cfg: Any, encoder: Any, loss_fn: Any, stats: Any, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from encoders.pipeline import encode
+
+    from .align import paste_back
+    from .images import save_picture, to_uint8
+
+    device = G.mapping.w_avg.device
+    targets = torch.from_numpy(np.stack([it.aligned for it in batch])).permute(0, 3, 1, 2).to(device, torch.float32) / 127.5 - 1
+    bar = tqdm(total=cfg.steps, desc=label, unit="step", dynamic_ncols=True, disable=cfg.steps == 0)
+
+    def progress(step: int, steps: int, losses: dict[str, float]) -> None:
+        bar.update(1)
+        bar.set_postfix(recon=f"{losses['recon']:.4f}", total=f"{losses['loss']:.4g}")
+
+    try:
+        inv = encode(G, targets, cfg, encoder=encoder, loss_fn=loss_fn, stats=stats, callback=progress)
+    finally:
+        bar.close()
+    recon = to_uint8(inv.images)
+    results = []
+    for i, it in enumerate(batch):
+        out = args.outdir
+        grid = inv.grid.replace(
+            inv.grid.data[i : i + 1].detach().cpu(),
+            extras={k: v[i : i + 1].detach().cpu() for k, v in inv.grid.extras.items()},
+        )
+        info = {
+            "source": str(it.path),
+            "name": it.name,
+            "face_index": it.face_index,
+            "face": it.face.to_dict() if it.face is not None else None,
+            "aligned": not args.no_align,
+            "alignment": it.transform.to_dict(),
+            "read_scale": it.scale,
+            "network": str(args.network),
+            "encoder": str(args.encoder) if args.encoder else None,
+            "toolkit_version": __version__,
+        }
+        grid.meta.update(info)
+        grid.save(out / f"{it.name}.latent.safetensors")
+        save_picture(it.aligned, out / f"{it.name}_target.png")
+        save_picture(recon[i], out / f"{it.name}_recon.png")
+        save_picture(np.concatenate([it.aligned, recon[i]], axis=1), out / f"{it.name}_compare.png")
+        if args.paste_back:
+            save_picture(paste_back(it.photo, recon[i], it.transform), out / f"{it.name}_pasted.png")
+        record = dict(info, metrics=inv.metrics[i], seconds=inv.seconds / len(batch), steps=cfg.steps, settings=cfg.to_dict())
+        _write_json(out / f"{it.name}_metrics.json", dict(record, loss_curve=[c[i] for c in inv.loss_curve], recon_curve=[c[i] for c in inv.recon_curve]))
+        results.append(record)
+    return results
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    from .atomic import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
