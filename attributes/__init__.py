@@ -11,8 +11,7 @@ Names are imported lazily so that ``python -m attributes.fit --help`` does no wo
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from spatial_latent._lazy import lazy_exports
 
 _LAZY = {
     "AttributeModel": "model",
@@ -38,8 +37,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'attributes' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -139,9 +139,9 @@ def main() -> int:
         return 0
     dev = torch.device("cuda")
     os.environ.pop(ENV_DISABLE, None)
-    import importlib
+    from spatial_latent.ops import activation, fir  # the modules defining bias_act and upfirdn2d
 
-    loaders = {n: importlib.import_module(f"spatial_latent.ops.{n}")._loader for n in ("upfirdn2d", "bias_act")}
+    loaders = {"upfirdn2d": fir._loader, "bias_act": activation._loader}
     status = {n: ("loaded" if ld.get() is not None else f"unavailable: {ld.failure_reason}") for n, ld in loaders.items()}
     for n, s in status.items():
         print(f"{n} kernel: {s}")

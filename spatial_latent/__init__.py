@@ -6,9 +6,7 @@ Public entry points are imported lazily so that ``python -m spatial_latent.<cli>
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from ._lazy import lazy_exports
 from ._version import __version__
 
 _LAZY = {
@@ -17,6 +15,18 @@ _LAZY = {
     "load_generator": "loading",
     "save_generator": "loading",
     "resolve_device": "loading",
+    "LatentGrid": "latent_grid",
+    "SpatialGenerator": "spatial",
+    "Window": "spatial",
+    "compose_faces": "compose",
+    "copy_cells": "compose",
+    "LatentField": "field",
+    "TileSampler": "tiling",
+    "to_uint8": "images",
+    "image_grid": "images",
+    "save_picture": "images",
+    "read_image": "imageio",
+    "align_face": "align",
     "SpatialLatentError": "errors",
     "CheckpointError": "errors",
     "UnsupportedCheckpointError": "errors",
@@ -27,8 +37,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'spatial_latent' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -1,9 +1,16 @@
-"""Low-level ops: reference PyTorch implementations, with CUDA kernels used for CUDA tensors."""
+"""Low-level ops: reference PyTorch implementations, with CUDA kernels used for CUDA tensors.
 
-from .bias_act import bias_act, bias_act_reference
-from .conv2d_resample import conv2d_resample
+Modules: :mod:`.fir` (``upfirdn2d``, ``upsample2d``, ``downsample2d``, ``make_filter``),
+:mod:`.activation` (``bias_act``), :mod:`.conv` (``conv2d_resample``), :mod:`.modconv`
+(``modulated_conv2d``), :mod:`.cuda_build` (building the kernels and choosing them per call).
+Module names differ from the functions exported here, so ``spatial_latent.ops.fir`` is always
+the module and ``spatial_latent.ops.upfirdn2d`` always the function.
+"""
+
+from .activation import bias_act, bias_act_reference
+from .conv import conv2d_resample
 from .modconv import demodulation_map, modulated_conv2d
-from .upfirdn2d import downsample2d, make_filter, upfirdn2d, upfirdn2d_reference, upsample2d
+from .fir import downsample2d, make_filter, upfirdn2d, upfirdn2d_reference, upsample2d
 
 __all__ = [
     "bias_act",

@@ -1,7 +1,8 @@
 """On-demand builds of the optional CUDA kernels, with a clean fallback to the reference ops.
 
-Each op module holds one :class:`ExtensionLoader`. Nothing is compiled at import: the first
-CUDA tensor that reaches an op calls :meth:`ExtensionLoader.get`, which builds the extension
+Each op module holds one :class:`ExtensionLoader` and asks :func:`select_kernel` on every call
+which path to take (the tensor's device and dtype, the op's own conditions, ``impl``). Nothing is
+compiled at import: the first CUDA tensor that reaches an op calls :meth:`ExtensionLoader.get`, which builds the extension
 with ninja through :func:`torch.utils.cpp_extension.load` (into torch's default extension
 cache, so later processes only re-link when the sources changed). Any failure — no nvcc, a
 compiler error, an import error — is reported once (a ``RuntimeWarning`` plus a log record)
@@ -20,6 +21,9 @@ import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import Callable
+
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +31,8 @@ ENV_DISABLE = "SPATIAL_LATENT_NO_CUDA_OPS"
 SOURCE_DIR = Path(__file__).resolve().parent / "cuda"
 DEFAULT_CUDA_CFLAGS: tuple[str, ...] = ("--use_fast_math", "-O3")
 DEFAULT_CFLAGS: tuple[str, ...] = ("-O3",)
+IMPLS: tuple[str, ...] = ("auto", "ref", "cuda")
+KERNEL_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.float32, torch.float64)
 
 
 def cuda_ops_disabled() -> bool:
@@ -104,6 +110,46 @@ class ExtensionLoader:
             extra_ldflags=_cudart_ldflags(cpp_extension.CUDA_HOME),
             verbose=logger.isEnabledFor(logging.DEBUG),
         )
+
+
+def check_impl(op: str, impl: str) -> None:
+    """Raise ``ValueError`` unless ``impl`` is ``'auto'``, ``'ref'`` or ``'cuda'``."""
+    if impl not in IMPLS:
+        raise ValueError(f"{op}: impl must be 'auto', 'ref' or 'cuda', got {impl!r}")
+
+
+def select_kernel(
+    op: str,
+    loader: ExtensionLoader,
+    x: torch.Tensor,
+    impl: str,
+    op_problem: Callable[[], str | None] | None = None,
+) -> ModuleType | None:
+    """The compiled extension if this call of ``op`` should use it, else ``None`` (use the reference).
+
+    ``x`` is the op's main input (any shape); the kernel needs it on a CUDA device in
+    float16/32/64. ``op_problem`` adds the op's own checks: it returns why the kernel cannot take
+    these arguments, or ``None``. With ``impl='auto'`` any problem means the reference path; with
+    ``impl='cuda'`` it is raised as a one-line ``RuntimeError``; ``impl='ref'`` never builds.
+    """
+    check_impl(op, impl)
+    if impl == "ref":
+        return None
+    if not x.is_cuda:
+        problem = f"x is on {x.device}, not on a CUDA device"
+    elif x.dtype not in KERNEL_DTYPES:
+        problem = f"dtype {x.dtype} is not supported by the kernel (float16/32/64 are)"
+    else:
+        problem = op_problem() if op_problem is not None else None
+    if problem is None:
+        # Only a CUDA tensor reaches this line: that is when the (one-time) build is attempted.
+        mod = loader.get()
+        if mod is not None:
+            return mod
+        problem = f"the CUDA extension is unavailable ({loader.failure_reason})"
+    if impl == "cuda":
+        raise RuntimeError(f"{op}(impl='cuda'): {problem}; use impl='auto' or impl='ref'")
+    return None
 
 
 def _cudart_ldflags(cuda_home: str) -> list[str]:

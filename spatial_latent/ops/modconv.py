@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .conv2d_resample import conv2d_resample
+from .conv import conv2d_resample
 
 DEMOD_EPS = 1e-8
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import subprocess
 import sys
@@ -14,11 +13,10 @@ import pytest
 import torch
 
 from spatial_latent.ops import bias_act, bias_act_reference, make_filter, upfirdn2d, upfirdn2d_reference
+from spatial_latent.ops import activation as bias_act_mod  # the modules defining the two ops
+from spatial_latent.ops import fir as upfirdn2d_mod
 from spatial_latent.ops.cuda_build import ENV_DISABLE, ExtensionLoader
 
-# import_module, not `import ... as`: the package re-exports functions named like their modules.
-upfirdn2d_mod = importlib.import_module("spatial_latent.ops.upfirdn2d")
-bias_act_mod = importlib.import_module("spatial_latent.ops.bias_act")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -136,6 +134,30 @@ def test_impl_ref_never_builds(failing_loaders):
     assert failing_loaders["upfirdn2d"].calls == 0 and failing_loaders["bias_act"].calls == 0
 
 
+def test_op_specific_problems_skip_the_build(failing_loaders):
+    """Arguments the kernel cannot take fall back (auto) or raise (cuda) before any build."""
+    fake = torch.randn(1, 2, 6, 6).as_subclass(FakeCuda)
+    wide = torch.ones(70, 70)  # 4900 taps: more than the kernel keeps in shared memory
+    y = upfirdn2d(fake, wide, padding=40)
+    assert tuple(y.shape) == (1, 2, 17, 17)
+    with pytest.raises(RuntimeError, match=r"upfirdn2d\(impl='cuda'\): filter of shape \(70, 70\)"):
+        upfirdn2d(fake, wide, padding=40, impl="cuda")
+    with pytest.raises(RuntimeError, match=r"bias_act\(impl='cuda'\): bias of shape \(3,\)"):
+        bias_act(fake, torch.zeros(3), impl="cuda")
+    assert failing_loaders["upfirdn2d"].calls == 0 and failing_loaders["bias_act"].calls == 0
+    with pytest.raises(ValueError, match="bias_act: impl must be"):
+        bias_act(fake, impl="fast")
+
+
+def test_op_modules_are_not_shadowed_by_functions():
+    """``spatial_latent.ops.<module>`` is the module; the op functions keep their own names."""
+    import spatial_latent.ops as ops
+
+    assert ops.fir is upfirdn2d_mod and ops.activation is bias_act_mod
+    assert ops.upfirdn2d is upfirdn2d_mod.upfirdn2d and ops.bias_act is bias_act_mod.bias_act
+    assert ops.conv.conv2d_resample is ops.conv2d_resample and callable(ops.modconv.modulated_conv2d)
+
+
 def test_import_does_not_build():
     """A fresh interpreter imports every op (and runs CPU ops) without touching the compiler."""
     script = textwrap.dedent(
@@ -145,10 +167,8 @@ def test_import_does_not_build():
         def boom(*a, **k):
             raise AssertionError("cpp_extension.load called")
         ce.load = boom
-        import importlib
         import spatial_latent.ops as ops
-        u = importlib.import_module("spatial_latent.ops.upfirdn2d")
-        b = importlib.import_module("spatial_latent.ops.bias_act")
+        u, b = ops.fir, ops.activation
         x = torch.randn(1, 2, 8, 8)
         ops.upsample2d(x, ops.make_filter())
         ops.bias_act(x, torch.zeros(2), act="lrelu")

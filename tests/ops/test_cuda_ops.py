@@ -6,7 +6,6 @@ and not cuDNN's (which may use TF32 for float32 convolutions).
 
 from __future__ import annotations
 
-import importlib
 import itertools
 
 import pytest
@@ -23,13 +22,13 @@ from spatial_latent.ops import (
     upfirdn2d_reference,
     upsample2d,
 )
-from spatial_latent.ops.bias_act import ACTIVATIONS
+from spatial_latent.ops.activation import ACTIVATIONS
+from spatial_latent.ops import activation as bias_act_mod  # the modules defining the two ops
+from spatial_latent.ops import fir as upfirdn2d_mod
 from spatial_latent.ops.cuda_build import ENV_DISABLE
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-upfirdn2d_mod = importlib.import_module("spatial_latent.ops.upfirdn2d")
-bias_act_mod = importlib.import_module("spatial_latent.ops.bias_act")
 
 DEV = "cuda"
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3), torch.float64: dict(rtol=1e-10, atol=1e-10)}

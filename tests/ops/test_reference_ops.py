@@ -20,8 +20,8 @@ from spatial_latent.ops import (
     upfirdn2d_reference,
     upsample2d,
 )
-from spatial_latent.ops.bias_act import ACTIVATIONS
-from spatial_latent.ops.upfirdn2d import _grad_padding
+from spatial_latent.ops.activation import ACTIVATIONS
+from spatial_latent.ops.fir import _grad_padding
 
 
 # --------------------------------------------------------------------------------------------

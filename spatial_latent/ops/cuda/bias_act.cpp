@@ -1,4 +1,4 @@
-// Python binding of the bias_act CUDA kernel (spatial_latent.ops.bias_act).
+// Python binding of the bias_act CUDA kernel (spatial_latent.ops.activation.bias_act).
 #include <torch/extension.h>
 
 torch::Tensor bias_act_cuda(const torch::Tensor& x, const torch::Tensor& b, const torch::Tensor& dy, int64_t dim,

@@ -1,6 +1,6 @@
 // bias_act: y = clamp(act(x + b) * gain, -clamp, clamp) elementwise, with b broadcast along one
 // dimension, and its first derivative (given dy, returns dL/d(x + b)). Matches
-// bias_act_reference in spatial_latent/ops/bias_act.py. Activation codes are the `cuda_code`
+// bias_act_reference in spatial_latent/ops/activation.py. Activation codes are the `cuda_code`
 // fields of ACTIVATIONS there; alpha is only used by lrelu (elu/selu use torch's constants).
 //
 // Built with --use_fast_math, which turns tanhf into the ~1e-3-accurate tanh.approx

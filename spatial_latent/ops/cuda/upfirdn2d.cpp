@@ -1,4 +1,4 @@
-// Python binding of the upfirdn2d CUDA kernel (spatial_latent.ops.upfirdn2d).
+// Python binding of the upfirdn2d CUDA kernel (spatial_latent.ops.fir.upfirdn2d).
 #include <torch/extension.h>
 
 torch::Tensor upfirdn2d_cuda(const torch::Tensor& x, const torch::Tensor& f, int64_t upx, int64_t upy,

@@ -1,6 +1,6 @@
 // upfirdn2d: zero-insert upsampling, padding/cropping, 2-D FIR filtering and decimation in one
 // pass over NCHW tensors. Semantics are those of upfirdn2d_reference in
-// spatial_latent/ops/upfirdn2d.py:
+// spatial_latent/ops/fir.py:
 //
 //   y[n, c, oy, ox] = sum_{i, j} g[i, j] * U[oy * downy + i - pady0, ox * downx + j - padx0]
 //

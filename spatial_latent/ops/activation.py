@@ -14,11 +14,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .cuda_build import ExtensionLoader
+from .cuda_build import ExtensionLoader, check_impl, select_kernel
 
 # The one piece of module state: builds the kernel on the first CUDA call, never at import.
 _loader = ExtensionLoader("spatial_latent_bias_act", ["bias_act.cpp", "bias_act.cu"])
-_KERNEL_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,25 +141,10 @@ def _kernel_bias(b: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
     return b.detach().to(x.dtype).contiguous()
 
 
-def _kernel_module(x: torch.Tensor, b: torch.Tensor | None, dim: int, impl: str) -> ModuleType | None:
-    """The compiled extension if this call should use it, else ``None`` (use the reference)."""
-    if impl == "ref":
-        return None
-    problem = None
-    if not x.is_cuda:
-        problem = f"x is on {x.device}, not on a CUDA device"
-    elif x.dtype not in _KERNEL_DTYPES:
-        problem = f"dtype {x.dtype} is not supported by the kernel (float16/32/64 are)"
-    elif b is not None and not (0 <= dim < x.ndim and b.ndim == 1 and b.shape[0] == x.shape[dim] and b.device == x.device):
-        problem = f"bias of shape {tuple(b.shape)} on {b.device} does not fit dim {dim} of x {tuple(x.shape)}"
-    if problem is None:
-        # Only a CUDA tensor reaches this line: that is when the (one-time) build is attempted.
-        mod = _loader.get()
-        if mod is not None:
-            return mod
-        problem = f"the CUDA extension is unavailable ({_loader.failure_reason})"
-    if impl == "cuda":
-        raise RuntimeError(f"bias_act(impl='cuda'): {problem}; use impl='auto' or impl='ref'")
+def _bias_problem(x: torch.Tensor, b: torch.Tensor | None, dim: int) -> str | None:
+    """Why the kernel cannot add the bias ``b`` (``[x.shape[dim]]``) along ``dim``, or ``None``."""
+    if b is not None and not (0 <= dim < x.ndim and b.ndim == 1 and b.shape[0] == x.shape[dim] and b.device == x.device):
+        return f"bias of shape {tuple(b.shape)} on {b.device} does not fit dim {dim} of x {tuple(x.shape)}"
     return None
 
 
@@ -176,14 +160,14 @@ def bias_act(
 ) -> torch.Tensor:
     """Dispatching entry point: the CUDA kernel for CUDA tensors when it builds, else the reference.
 
-    Shapes and arguments as in :func:`bias_act_reference`; ``impl`` is ``'auto'``, ``'ref'`` or
+    ``x`` any shape, ``b`` ``[x.shape[dim]]`` -> a tensor shaped like ``x`` (arguments as in
+    :func:`bias_act_reference`); ``impl`` is ``'auto'``, ``'ref'`` or
     ``'cuda'`` (``'cuda'`` raises if the kernel is unavailable). Differentiable in ``x`` and ``b``
     on either path.
     """
-    if impl not in ("auto", "ref", "cuda"):
-        raise ValueError(f"impl must be 'auto', 'ref' or 'cuda', got {impl!r}")
+    check_impl("bias_act", impl)
     _, alpha_v, gain_v = resolve_activation(act, alpha, gain)  # validates act early
-    mod = _kernel_module(x, b, dim, impl)
+    mod = select_kernel("bias_act", _loader, x, impl, lambda: _bias_problem(x, b, dim))
     if mod is None:
         return bias_act_reference(x, b, dim=dim, act=act, alpha=alpha, gain=gain, clamp=clamp)
     clamp_v = float(clamp) if clamp is not None and clamp >= 0 else -1.0  # < 0: no clamp

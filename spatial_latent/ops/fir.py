@@ -13,11 +13,10 @@ from types import ModuleType
 import torch
 import torch.nn.functional as F
 
-from .cuda_build import ExtensionLoader
+from .cuda_build import ExtensionLoader, check_impl, select_kernel
 
 # The one piece of module state: builds the kernel on the first CUDA call, never at import.
 _loader = ExtensionLoader("spatial_latent_upfirdn2d", ["upfirdn2d.cpp", "upfirdn2d.cu"])
-_KERNEL_DTYPES = (torch.float16, torch.float32, torch.float64)
 _MAX_FILTER_TAPS = 4096  # the kernel keeps the whole filter in shared memory
 
 
@@ -159,29 +158,12 @@ def _grad_padding(
     )
 
 
-def _kernel_module(x: torch.Tensor, f: torch.Tensor | None, impl: str) -> ModuleType | None:
-    """The compiled extension if this call should use it, else ``None`` (use the reference)."""
-    if impl == "ref":
-        return None
-    problem = None
-    if not x.is_cuda:
-        problem = f"x is on {x.device}, not on a CUDA device"
-    elif x.dtype not in _KERNEL_DTYPES:
-        problem = f"dtype {x.dtype} is not supported by the kernel (float16/32/64 are)"
-    elif x.ndim != 4:
-        problem = f"x must be [N, C, H, W], got shape {tuple(x.shape)}"
-    elif f is not None and (f.ndim not in (1, 2) or f.numel() > _MAX_FILTER_TAPS or f.numel() == 0):
-        problem = f"filter of shape {tuple(f.shape)} is not supported by the kernel"
-    elif f is not None and f.requires_grad and torch.is_grad_enabled():
-        problem = "the kernel computes no gradient for the filter f"
-    if problem is None:
-        # Only a CUDA tensor reaches this line: that is when the (one-time) build is attempted.
-        mod = _loader.get()
-        if mod is not None:
-            return mod
-        problem = f"the CUDA extension is unavailable ({_loader.failure_reason})"
-    if impl == "cuda":
-        raise RuntimeError(f"upfirdn2d(impl='cuda'): {problem}; use impl='auto' or impl='ref'")
+def _filter_problem(f: torch.Tensor | None) -> str | None:
+    """Why the kernel cannot take the filter ``f`` (``[fh, fw]`` or ``[k]``), or ``None``."""
+    if f is not None and (f.ndim not in (1, 2) or f.numel() > _MAX_FILTER_TAPS or f.numel() == 0):
+        return f"filter of shape {tuple(f.shape)} is not supported by the kernel"
+    if f is not None and f.requires_grad and torch.is_grad_enabled():
+        return "the kernel computes no gradient for the filter f"
     return None
 
 
@@ -197,13 +179,15 @@ def upfirdn2d(
 ) -> torch.Tensor:
     """Dispatching entry point: the CUDA kernel for CUDA tensors when it builds, else the reference.
 
-    ``impl`` is ``'auto'``, ``'ref'`` or ``'cuda'`` (``'cuda'`` raises if the kernel is unavailable).
-    Shapes as in :func:`upfirdn2d_reference`. The kernel path is differentiable in ``x`` (not in
+    ``x`` ``[N, C, H, W]``, ``f`` ``[fh, fw]`` (or ``[k]``, separable) -> ``[N, C, H', W']`` with
+    ``H' = (H*up + py0 + py1 - fh) // down + 1`` (likewise ``W'``); see :func:`upfirdn2d_reference`.
+    ``impl`` is ``'auto'``, ``'ref'`` or ``'cuda'`` (``'cuda'`` raises if the kernel is unavailable). The kernel path is differentiable in ``x`` (not in
     ``f``; with a filter that requires grad, ``'auto'`` uses the reference).
     """
-    if impl not in ("auto", "ref", "cuda"):
-        raise ValueError(f"impl must be 'auto', 'ref' or 'cuda', got {impl!r}")
-    mod = _kernel_module(x, f, impl)
+    check_impl("upfirdn2d", impl)
+    if x.ndim != 4:
+        raise ValueError(f"upfirdn2d expects [N, C, H, W], got shape {tuple(x.shape)}")
+    mod = select_kernel("upfirdn2d", _loader, x, impl, lambda: _filter_problem(f))
     if mod is None:
         return upfirdn2d_reference(x, f, up=up, down=down, padding=padding, flip_filter=flip_filter, gain=gain)
 

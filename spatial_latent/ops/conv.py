@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .upfirdn2d import _pad4, upfirdn2d
+from .fir import _pad4, upfirdn2d
 
 
 def conv2d_resample(
