@@ -1,17 +1,15 @@
 """Rendering latent grids with per-image noise maps, and moving grids between spaces and sizes.
 
-:class:`~spatial_latent.spatial.SpatialGenerator` takes noise from the network's stored maps or
-from a seed. Inversion optimizes one noise map per image and layer, so :func:`render` injects
-them: while it runs, each synthesis layer of ``G`` gets an instance-level ``forward_styles`` that
-swaps in the given map (removed again afterwards, also on errors). It is not thread-safe: do not
-render with the same ``G`` from two threads at once. The API this stands in for would be a
-``noise=[per-layer [B, 1, H, W]]`` argument to ``SpatialGenerator.forward``.
+Inversion optimizes one noise map per image and layer; :func:`render` passes them to
+:class:`~spatial_latent.spatial.SpatialGenerator` through its ``noise=`` argument (one
+``[B, 1, H_i, W_i]`` map per noise layer, see :meth:`SpatialGenerator.noise_shapes`). Nothing
+about ``G`` is patched, so rendering is thread-safe.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +22,7 @@ from spatial_latent.spatial import SpatialGenerator
 
 def noise_layers(G: Generator) -> list[SynthesisLayer]:
     """The synthesis layers that take noise, in the order they run (4x4 conv first)."""
-    layers = []
-    for block in G.synthesis.blocks():
-        if block.in_channels != 0:
-            layers.append(block.conv0)
-        layers.append(block.conv1)
-    return layers
+    return SpatialGenerator(G).noise_layers()
 
 
 def noise_shapes(G: Generator, canvas: tuple[int, int]) -> list[tuple[int, int]]:
@@ -51,30 +44,26 @@ def const_noise(G: Generator, batch: int, canvas: tuple[int, int]) -> list[torch
     return out
 
 
-@contextlib.contextmanager
-def injected_noise(G: Generator, maps: list[torch.Tensor]) -> Iterator[None]:
-    """Within the block, every noise layer of ``G`` uses ``maps[i]`` (``[B, 1, H_l, W_l]``)."""
+def check_noise_maps(G: Generator, maps: list[torch.Tensor]) -> None:
+    """Raise :class:`InputError` unless there is one map per noise layer of ``G``."""
     layers = noise_layers(G)
     if len(maps) != len(layers):
         raise InputError(f"{len(maps)} noise maps given, the generator has {len(layers)} noise layers")
-    try:
-        for layer, m in zip(layers, maps):
-            layer.forward_styles = _with_noise(layer, m)  # instance attribute shadows the method
-        yield
-    finally:
-        for layer in layers:
-            layer.__dict__.pop("forward_styles", None)
 
 
-def _with_noise(layer: SynthesisLayer, m: torch.Tensor):  # type: ignore[no-untyped-def]
-    method = type(layer).forward_styles
+@contextlib.contextmanager
+def injected_noise(G: Generator, maps: list[torch.Tensor]) -> Iterator[Callable[[SpatialGenerator, LatentGrid], torch.Tensor]]:
+    """Compatibility helper: checks ``maps`` (one ``[B, 1, H_l, W_l]`` per noise layer) and
+    yields ``draw(sg, grid)``, which renders with them. ``G`` itself is left untouched (earlier
+    versions patched its layers); prefer ``sg(grid, noise=maps)`` or :func:`render`."""
+    check_noise_maps(G, maps)
 
-    def forward_styles(x: torch.Tensor, styles: torch.Tensor, noise: torch.Tensor | None = None, gain: float = 1.0, padding: int | None = None) -> torch.Tensor:
-        if m.shape[-2:] != (x.shape[2] * layer.up, x.shape[3] * layer.up):
-            raise InputError(f"noise map {tuple(m.shape[-2:])} does not match the layer output {(x.shape[2] * layer.up, x.shape[3] * layer.up)}")
-        return method(layer, x, styles, noise=m, gain=gain, padding=padding)
+    def draw(sg: SpatialGenerator, grid: LatentGrid) -> torch.Tensor:
+        if sg.G is not G:
+            raise InputError("injected_noise: the SpatialGenerator wraps a different generator")
+        return render(sg, grid, maps)
 
-    return forward_styles
+    yield draw
 
 
 def render(sg: SpatialGenerator, grid: LatentGrid, noise: list[torch.Tensor] | str = "const") -> torch.Tensor:
@@ -84,8 +73,8 @@ def render(sg: SpatialGenerator, grid: LatentGrid, noise: list[torch.Tensor] | s
         return sg(grid, noise_mode=noise)
     if sg.padding != "zero":
         raise InputError("per-image noise maps need padding='zero' (whole-canvas rendering)")
-    with injected_noise(sg.G, noise):
-        return sg(grid, noise_mode="const")
+    check_noise_maps(sg.G, noise)
+    return sg(grid, noise=noise)
 
 
 def resize_cells(data: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:

@@ -11,7 +11,9 @@ latent's ``meta['generator_fingerprint']`` where recorded). Edits add ``strength
 ``--mask mask.png`` (grey levels 0..255 -> 0..1, the size of the output image) or ``--cells``;
 without any, the whole grid. Several ``--attr`` apply together (each may have its own
 ``--strength`` and ``--region``). ``--strip`` writes the first attribute at several strengths
-side by side, for looking.
+side by side, for looking. A latent file holding optimized noise maps (the encode tool saves
+them) is rendered with them, so strength 0 reproduces the encoded reconstruction; see
+``--ignore-saved-noise``.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--padding", choices=["zero", "none"], default="zero", help="render with the network's zero padding or padding-free (default: zero)")
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const", help="per-layer noise (default: const)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of --noise-mode random (default: 0)")
+    p.add_argument("--ignore-saved-noise", action="store_true", help="render with --noise-mode even when the latent file holds optimized noise maps (by default they are used, so an encoded face renders as its reconstruction)")
     add_device_arg(p)
     p.add_argument("--list", action="store_true", help="list the bank's directions and exit")
     return p
@@ -118,17 +121,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     edits = [Edit(bank[n], s, m, plan["layers"]) for n, s, m in zip(plan["names"], plan["strengths"], masks, strict=True)]
     edited = apply_edits(grid, edits)
 
-    if any(k.startswith("noise.") for k in grid.extras):
-        # SpatialGenerator cannot take per-image noise maps yet: say so rather than differ silently.
-        print(f"note: the latent's optimized noise maps are not used; rendering with --noise-mode {args.noise_mode}", file=sys.stderr)
+    maps = None if args.ignore_saved_noise else grid.noise_maps()
+    if maps is not None:
+        sg.noise_shapes(grid)  # whole pixels at every layer (checked before any rendering)
+        print(f"using the latent's {len(maps)} saved noise maps (--ignore-saved-noise for --noise-mode {args.noise_mode})", file=sys.stderr)
     with torch.no_grad():
         if args.out:
-            save_picture(image_grid(to_uint8(sg(edited, args.noise_mode, args.noise_seed))), args.out)
+            save_picture(image_grid(to_uint8(render_grid(sg, edited, maps, args.noise_mode, args.noise_seed))), args.out)
             print(f"wrote {args.out} ({W}x{H} per image)")
         if args.strip:
             first, rest = edits[0], edits[1:]
             series = strength_series(grid, first.direction, plan["strip"], first.mask, first.layers, base=rest)
-            pics = to_uint8(sg(series, args.noise_mode, args.noise_seed))
+            first_maps = [m[:1] for m in maps] if maps is not None else None  # the strip shows the first grid
+            pics = to_uint8(render_grid(sg, series, first_maps, args.noise_mode, args.noise_seed))
             save_picture(image_grid(pics, cols=len(pics)), args.strip)
             print(f"wrote {args.strip}: {first.direction.name} at strengths {', '.join(f'{s:g}' for s in plan['strip'])}")
     if args.save_latent:
@@ -137,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         edited.save(args.save_latent)
         print(f"wrote {args.save_latent}")
     return 0
+
+
+def render_grid(sg: Any, grid: Any, maps: list[Any] | None = None, noise_mode: str = "const", noise_seed: int = 0) -> Any:
+    """``[B, 3, H, W]`` picture of ``grid``: with the saved per-layer noise ``maps`` (see
+    :meth:`LatentGrid.noise_maps`; an encoded latent then renders exactly as its reconstruction)
+    or, without them, with ``noise_mode``."""
+    if maps is None:
+        return sg(grid, noise_mode, noise_seed)
+    return sg(grid, noise_mode, noise_seed, noise=[m.to(sg.device) for m in maps])
 
 
 def _check_args(args: argparse.Namespace, bank: Any) -> dict[str, Any]:

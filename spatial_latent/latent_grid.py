@@ -77,6 +77,21 @@ class LatentGrid:
     def to(self, *args: Any, **kwargs: Any) -> "LatentGrid":
         return self.replace(self.data.to(*args, **kwargs), extras={k: v.to(*args, **kwargs) for k, v in self.extras.items()})
 
+    def noise_maps(self) -> list[torch.Tensor] | None:
+        """The per-layer noise maps stored with the grid (extras ``noise.0``, ``noise.1``, ...,
+        as the encoders save their optimized maps: ``[B, 1, H_i, W_i]`` each, 4x4 layer first),
+        ready for ``SpatialGenerator(G)(grid, noise=...)``; None when the grid has none."""
+        keys = [k for k in self.extras if k.startswith("noise.")]
+        if not keys:
+            return None
+        try:
+            index = sorted(int(k.split(".", 1)[1]) for k in keys)
+        except ValueError:
+            raise InputError(f"bad noise map names in the grid's extras: {sorted(keys)}") from None
+        if index != list(range(len(index))):
+            raise InputError(f"noise maps must be numbered noise.0 .. noise.{len(index) - 1}, got {sorted(keys)}")
+        return [self.extras[f"noise.{i}"] for i in index]
+
     def layer_data(self, num_ws: int) -> torch.Tensor:
         """Per-layer latents ``[B, num_ws, C, h, w]`` (a 'w' grid is broadcast, without copying)."""
         if self.space == "w":

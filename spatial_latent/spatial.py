@@ -6,8 +6,8 @@ activations are modulated per pixel and demodulated per output pixel (see
 :mod:`spatial_latent.ops.modconv`). A constant grid reproduces ``G.synthesis(ws)``.
 
 Everything a layer consumes is a function of *global* pixel coordinates: the 4x4 constant input
-(tiled periodically), the styles (sampled from cells), the noise (stored maps tiled, or hashed
-from a seed). Two padding modes:
+(tiled periodically), the styles (sampled from cells), the noise (stored maps tiled, hashed
+from a seed, or explicit per-layer maps passed to ``forward(noise=...)``). Two padding modes:
 
 * ``'zero'``: what the pretrained network does. Same-size convolutions with zero padding at the
   canvas border, which the network uses as positional information (faces stay faces; good for
@@ -21,11 +21,14 @@ from a seed). Two padding modes:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import math
 import os
-from typing import Any
+import threading
+from fractions import Fraction
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -34,7 +37,8 @@ from .errors import InputError
 from .latent_grid import LatentGrid
 from .networks import Generator, SynthesisBlock, SynthesisLayer, check_noise_mode
 from .noise import coordinate_noise
-from .ops import upfirdn2d, upsample2d
+from .ops import bias_act, conv2d_resample, upsample2d
+from .ops.modconv import DEMOD_EPS
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +172,120 @@ def _sample_axis(t: torch.Tensor, dim: int, density: int, res: int, span: Span, 
     return torch.lerp(take(i0), take(i0 + 1), frac.reshape(shape))
 
 
+# -- resampling as matrices ----------------------------------------------------------------------
+# The render samples cells with small dense weight matrices instead of gathers: a style map is
+# ``A_y @ cells @ A_x^T`` (two batched matmuls, each about one pass over the output), and the
+# demodulation map is the same product with "pair" weights (see _pair_products). Every weight is
+# a function of global pixel coordinates only, so windows and tiles stay consistent.
+
+
+def _axis_taps(density: int, res: int, pix: torch.Tensor, mode: str, origin: torch.Tensor, n: int, strict: bool) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Cell taps of pixels ``pix`` (int64 global pixel coordinates at resolution ``res``,
+    ``[P, len]``, one row per patch) along one axis of patches of ``n`` cells starting at global
+    cells ``origin`` (int64 ``[P]``).
+
+    Returns ``(idx [P, len, k] int64, w [P, len, k] float64, coarse)``: for pixels finer than
+    cells ``k = 2`` (bilinear between cell centres) or ``k = 1`` (nearest); for pixels coarser
+    than cells ``k = density // res`` taps of weight ``1/k``. Indices are local to each patch and
+    clamped to it (edge cells repeat) or, with ``strict``, checked.
+    """
+    dev = pix.device
+
+    def local(idx: torch.Tensor) -> torch.Tensor:
+        idx = idx - origin.view(-1, *[1] * (idx.ndim - 1))
+        if strict and (idx.min() < 0 or idx.max() >= n):
+            lo, hi = (idx + origin.view(-1, *[1] * (idx.ndim - 1))).aminmax()
+            raise AssertionError(f"latent patch of {n} cells from {origin.tolist()} does not cover cells {lo.item()}..{hi.item()}")
+        return idx.clamp(0, n - 1)
+
+    if res < density:
+        k = density // res
+        if k * res != density:
+            raise InputError(f"grid density {density} is not a multiple of layer resolution {res}")
+        idx = local(pix[..., None] * k + torch.arange(k, device=dev))
+        return idx, torch.full(idx.shape, 1.0 / k, dtype=torch.float64, device=dev), True
+    u = (pix.to(torch.float64) + 0.5) * density / res  # position in cell units
+    if mode == "nearest":
+        idx = local(torch.floor(u).to(torch.int64))[..., None]
+        return idx, torch.ones(idx.shape, dtype=torch.float64, device=dev), False
+    u = u - 0.5
+    i0 = torch.floor(u)
+    frac = u - i0
+    i0 = i0.to(torch.int64)
+    return torch.stack([local(i0), local(i0 + 1)], dim=-1), torch.stack([1 - frac, frac], dim=-1), False
+
+
+def axis_weights(
+    density: int,
+    res: int,
+    pix: torch.Tensor,
+    mode: str,
+    origin: torch.Tensor,
+    n: int,
+    strict: bool = False,
+    pairs: bool = False,
+) -> torch.Tensor | None:
+    """Dense resampling weights of one axis for pixels ``pix [P, len]`` of patches whose cell 0
+    is global cell ``origin [P]``: ``[P, len, n]`` (linear: ``styles = A_y @ cells @ A_x^T``) or,
+    with ``pairs``, ``[P, len, 2n - 1]`` over the cell pairs ``(i, i)`` (column ``2i``) and
+    ``(i, i+1)`` (column ``2i + 1``): the weights of the *squared* styles (see
+    :func:`_pair_products`); None with ``pairs`` for layers coarser than the grid."""
+    idx, w, coarse = _axis_taps(density, res, pix, mode, origin, n, strict)
+    p, length = pix.shape
+    if not pairs:
+        out = torch.zeros(p, length, n, dtype=torch.float64, device=pix.device)
+        return out.scatter_add_(2, idx, w).to(torch.float32)
+    if coarse:
+        return None
+    out = torch.zeros(p, length, 2 * n - 1, dtype=torch.float64, device=pix.device)
+    if idx.shape[-1] == 1:  # nearest: one cell, squared weight 1
+        return out.scatter_(2, 2 * idx, 1.0).to(torch.float32)
+    i0, i1 = idx[..., 0], idx[..., 1]
+    a0, a1 = w[..., 0], w[..., 1]
+    cols = torch.stack([2 * i0, 2 * i0 + 1, 2 * i0 + 2], dim=-1).clamp(max=2 * n - 2)
+    sq = torch.stack([a0 * a0, 2 * a0 * a1, a1 * a1], dim=-1)
+    edge = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64, device=pix.device)
+    sq = torch.where((i0 == i1)[..., None], edge, sq)  # clamped at an edge: one cell, weight 1
+    return out.scatter_add_(2, cols, sq).to(torch.float32)
+
+
+def _resample(cells: torch.Tensor, ay: torch.Tensor, ax: torch.Tensor) -> torch.Tensor:
+    """``cells [P*B, C, h, w]``, per-patch weights ``ay [P, H, h]``, ``ax [P, W, w]`` ->
+    ``[P*B, C, H, W]`` = ``ay @ cells @ ax^T`` for each patch's samples.
+
+    Arranged as two large matrix products per patch (rows = every sample, channel and row),
+    never as many tiny ones: first along y at cell width, then a small transpose, then along x
+    straight into the output layout."""
+    p = ay.shape[0]
+    pb, c, h, w = cells.shape
+    H, W = ay.shape[1], ax.shape[1]
+    t = cells.reshape(p, -1, h, w).transpose(-1, -2).reshape(p, -1, h)  # [P, M*w, h]
+    u = torch.matmul(t, ay.transpose(1, 2))  # [P, M*w, H]
+    u = u.view(p, -1, w, H).transpose(-1, -2).reshape(p, -1, w)  # [P, M*H, w]
+    return torch.matmul(u, ax.transpose(1, 2)).view(pb, c, H, W)
+
+
+def _pair_products(s: torch.Tensor) -> torch.Tensor:
+    """Products of neighbouring cell styles: ``s [N, I, h, w] -> [N, I, 2h-1, 2w-1]``.
+
+    With bilinear (or nearest) weights ``a`` a pixel's style is ``sum_c a_c s_c`` over at most
+    2x2 neighbouring cells, so its square is ``sum_{c,c'} a_c a_c' s_c s_c'``: a fixed quadratic
+    form. Entry ``(2i + di, 2j + dj)`` holds the (symmetrised) product for the row pair
+    ``(i, i + di)`` and column pair ``(j, j + dj)``; resampling it with the separable pair weights
+    of :func:`axis_weights` gives the squared style map exactly, without forming it per pixel.
+    """
+    n, c, h, w = s.shape
+    out = s.new_zeros(n, c, 2 * h - 1, 2 * w - 1)
+    out[..., 0::2, 0::2] = s * s
+    if w > 1:
+        out[..., 0::2, 1::2] = s[..., :, :-1] * s[..., :, 1:]
+    if h > 1:
+        out[..., 1::2, 0::2] = s[..., :-1, :] * s[..., 1:, :]
+    if h > 1 and w > 1:
+        out[..., 1::2, 1::2] = 0.5 * (s[..., :-1, :-1] * s[..., 1:, 1:] + s[..., :-1, 1:] * s[..., 1:, :-1])
+    return out
+
+
 @dataclasses.dataclass
 class BlockPlan:
     """Windows one synthesis block reads and writes (global pixels at the block's resolutions)."""
@@ -193,6 +311,9 @@ class LatentPatch:
     shift: tuple[int, int] = (0, 0)
 
 
+NoiseMaps = Sequence["torch.Tensor | None"]
+
+
 class SpatialGenerator(nn.Module):
     """A pretrained :class:`Generator` driven by a :class:`LatentGrid`.
 
@@ -211,6 +332,7 @@ class SpatialGenerator(nn.Module):
         self.padding = padding
         self.resample = resample
         self.max_pixels = max_pixels
+        self._weight_cache = _WeightCache()
 
     @classmethod
     def from_pretrained(cls, path_or_name: str | os.PathLike, device: str | torch.device = "cpu", **kwargs: Any) -> "SpatialGenerator":
@@ -240,6 +362,21 @@ class SpatialGenerator(nn.Module):
                     f"use a cell count that is a multiple of {d // math.gcd(d, 4)}"
                 )
         return h * res // d, w * res // d
+
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The synthesis layers that take noise, in the order they run (4x4 conv first): one per
+        ws row but the last, ``num_ws - 1`` in all. Index ``i`` of ``forward(noise=...)`` is layer ``i``."""
+        layers = []
+        for block in self.G.synthesis.blocks():
+            if block.in_channels != 0:
+                layers.append(block.conv0)
+            layers.append(block.conv1)
+        return layers
+
+    def noise_shapes(self, grid: LatentGrid) -> list[tuple[int, int]]:
+        """``(H_i, W_i)`` of each noise layer's map for ``grid``'s canvas: the canvas at that
+        layer's resolution (``4 x 4`` per image side at the first layer, ``R x R`` at the last)."""
+        return [self.canvas_size(grid, layer.resolution) for layer in self.noise_layers()]
 
     def plan(self, out: Window) -> list[BlockPlan]:
         """Backward pass over the network: the window every block must compute so that the
@@ -277,9 +414,18 @@ class SpatialGenerator(nn.Module):
         noise_mode: str = "const",
         noise_seed: int = 0,
         window: Window | tuple[int, int, int, int] | None = None,
+        noise: NoiseMaps | None = None,
     ) -> torch.Tensor:
         """Render ``grid``; with ``padding='none'`` optionally only ``window`` (global output pixels,
-        ``(y0, y1, x0, x1)``, may extend beyond the canvas). Returns ``[B, 3, H, W]``."""
+        ``(y0, y1, x0, x1)``, may extend beyond the canvas). Returns ``[B, 3, H, W]``.
+
+        ``noise``: explicit per-layer noise, e.g. maps optimized by an encoder: a list with one
+        entry per :meth:`noise_layers` (``num_ws - 1``), each a unit-variance map
+        ``[B or 1, 1, H_i, W_i]`` covering the canvas at that layer's resolution
+        (:meth:`noise_shapes`; scaled by the layer's ``noise_strength`` here), or None to use
+        ``noise_mode`` for that layer. Padding-free windows reaching beyond the canvas read the
+        maps periodically (as ``'const'`` does the stored maps). Differentiable w.r.t. the maps.
+        """
         grid.check_for(self.num_ws, self.w_dim, finite=False)
         check_noise_mode(noise_mode)
         H, W = self.canvas_size(grid)
@@ -291,13 +437,30 @@ class SpatialGenerator(nn.Module):
             raise InputError(f"empty output window {window}")
         if self.padding == "zero" and window != Window(0, H, 0, W):
             raise InputError("rendering a sub-window needs padding='none' (zero padding depends on the canvas border)")
+        maps = self._check_noise(noise, grid) if noise is not None else None
         self._check_memory(grid.batch, window)
         grid.check_for(self.num_ws, self.w_dim)  # NaN/inf: reads every value, so after the size check
         patch = LatentPatch(grid.layer_data(self.num_ws).to(self.device, torch.float32))
-        render = _Render(self, [patch], grid.density, noise_mode, noise_seed, strict=False)
+        render = _Render(self, [patch], grid.density, noise_mode, noise_seed, strict=False, noise_maps=maps)
         if self.padding == "zero":
             return render.same_size((H, W))
         return render.valid(window)
+
+    def _check_noise(self, noise: NoiseMaps, grid: LatentGrid) -> list[torch.Tensor | None]:
+        layers = self.noise_layers()
+        if isinstance(noise, torch.Tensor) or len(noise) != len(layers):
+            n = "a tensor" if isinstance(noise, torch.Tensor) else f"{len(noise)} noise maps"
+            raise InputError(f"{n} given: noise must be a list of {len(layers)} noise maps (one per noise layer, None to use noise_mode)")
+        out: list[torch.Tensor | None] = []
+        for i, (m, shape) in enumerate(zip(noise, self.noise_shapes(grid))):
+            if m is None:
+                out.append(None)
+                continue
+            if not isinstance(m, torch.Tensor) or m.ndim != 4 or m.shape[1] != 1 or tuple(m.shape[2:]) != shape or m.shape[0] not in (1, grid.batch):
+                got = tuple(m.shape) if isinstance(m, torch.Tensor) else type(m).__name__
+                raise InputError(f"noise map {i} must be [{grid.batch} or 1, 1, {shape[0]}, {shape[1]}] for this grid, got {got}")
+            out.append(m.to(self.device, torch.float32))
+        return out
 
     def render_patches(
         self,
@@ -309,16 +472,21 @@ class SpatialGenerator(nn.Module):
     ) -> torch.Tensor:
         """Padding-free render of several patches in one batch: patch ``k`` covers ``window``
         shifted by ``patches[k].shift``. Each patch's cells must cover :meth:`cells_needed`.
-        Returns ``[sum of patch batches, 3, *window.size]``, in patch order."""
+        Returns ``[sum of patch batches, 3, *window.size]``, in patch order. Patches whose
+        latents have one shape (tiles of one size) run as one batch, without per-patch work."""
         if self.padding != "none":
             raise InputError("rendering patches needs padding='none'")
         check_noise_mode(noise_mode)
+        if not patches:
+            raise InputError("no patches to render")
         step = self.img_resolution // 4
         for p in patches:
             if p.shift[0] % step or p.shift[1] % step:
                 raise InputError(f"patch shift {p.shift} must be a multiple of {step} (R/4) pixels")
             if p.latents.ndim != 5 or p.latents.shape[1:3] != (self.num_ws, self.w_dim):
                 raise InputError(f"patch latents must be [B, {self.num_ws}, {self.w_dim}, h, w], got {tuple(p.latents.shape)}")
+        if len({tuple(p.latents.shape) for p in patches}) > 1:  # differently shaped: one batch each
+            return torch.cat([self.render_patches([p], window, density, noise_mode, noise_seed) for p in patches])
         render = _Render(self, patches, density, noise_mode, noise_seed, strict=True)
         return render.valid(window)
 
@@ -357,75 +525,217 @@ def _available_bytes(device: torch.device) -> int:
         return 8 << 30
 
 
-class _Render:
-    """One render of latent patches through the synthesis blocks (see :class:`LatentPatch`)."""
+class _WeightCache:
+    """Resampling weights by relative geometry (see :meth:`_Render.weights`), bounded in bytes."""
 
-    def __init__(self, sg: SpatialGenerator, patches: list[LatentPatch], density: int, noise_mode: str, noise_seed: int, strict: bool) -> None:
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.items: collections.OrderedDict[tuple, torch.Tensor | None] = collections.OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple, device: torch.device) -> torch.Tensor | None:
+        with self.lock:
+            t = self.items.get(key + (str(device),))
+            if t is not None:
+                self.items.move_to_end(key + (str(device),))
+            return t
+
+    def put(self, key: tuple, t: torch.Tensor) -> None:
+        size = t.numel() * t.element_size()
+        if size > self.max_bytes // 8:  # one-off giant canvases are not worth keeping
+            return
+        with self.lock:
+            k = key + (str(t.device),)
+            if k in self.items:
+                return
+            self.items[k] = t
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self.items.popitem(last=False)
+                self.bytes -= old.numel() * old.element_size()
+
+
+class _Render:
+    """One render of latent patches through the synthesis blocks (see :class:`LatentPatch`).
+
+    All patches share one latent shape ``[B, L, C, h, w]``; they are stacked into one batch
+    ``[P*B, ...]`` (patch-major) and every per-patch quantity (weights, constant, noise) is
+    stacked along a leading patch axis, so the cost does not grow with a Python loop over patches.
+    """
+
+    def __init__(
+        self,
+        sg: SpatialGenerator,
+        patches: list[LatentPatch],
+        density: int,
+        noise_mode: str,
+        noise_seed: int,
+        strict: bool,
+        noise_maps: list[torch.Tensor | None] | None = None,
+    ) -> None:
         self.sg, self.G = sg, sg.G
         self.patches, self.density, self.strict = patches, density, strict
         self.noise_mode, self.noise_seed = noise_mode, noise_seed
+        self.noise_maps = noise_maps
         self.valid_mode = sg.padding == "none"
         self.layer_index = 0
+        self.P = len(patches)
+        self.B = patches[0].latents.shape[0]
+        self.latents = patches[0].latents if self.P == 1 else torch.cat([p.latents for p in patches])
+        self.cells = tuple(patches[0].latents.shape[-2:])
+        self.device = self.latents.device
+        self.origins = [torch.tensor([p.origin[a] for p in patches], device=self.device) for a in (0, 1)]
+        # In-place arithmetic on fresh temporaries saves memory traffic; not while autograd records.
+        self.inplace = not torch.is_grad_enabled()
+        self._weights: dict[tuple, torch.Tensor | None] = {}
 
-    def shifted(self, win: Window, patch: LatentPatch, res: int) -> Window:
-        sy, sx = (v * res // self.sg.img_resolution for v in patch.shift)
-        return Window(win.y0 + sy, win.y1 + sy, win.x0 + sx, win.x1 + sx)
+    # per-patch geometry
+    def shifts(self, res: int, axis: int) -> list[int]:
+        return [p.shift[axis] * res // self.sg.img_resolution for p in self.patches]
 
-    def per_patch(self, make: Any, win: Window, res: int) -> torch.Tensor:
-        """``make(patch, window)`` -> ``[1 or B_k, ...]`` for each patch, concatenated over the batch."""
-        if len(self.patches) == 1:
-            return make(self.patches[0], self.shifted(win, self.patches[0], res))
-        parts = [make(p, self.shifted(win, p, res)) for p in self.patches]
-        return torch.cat([t.expand(p.latents.shape[0], *t.shape[1:]) for t, p in zip(parts, self.patches)])
+    def weights(self, res: int, span: Span, axis: int, up: int = 1, pairs: bool = False) -> torch.Tensor | None:
+        """Stacked ``[P, len, n]`` weights of one axis for the pixels ``span`` (global, at
+        ``res * up``; sampled at ``res`` with nearest-neighbour ``up``-sampling).
+
+        A patch's weights depend only on where its cells sit relative to its pixels, so they are
+        kept in the generator's :class:`_WeightCache`: tiles of one size at different places of
+        a canvas reuse them instead of rebuilding them for every batch."""
+        key = (res, span, axis, up, pairs)
+        if key in self._weights:
+            return self._weights[key]
+        n = self.cells[axis]
+        shifts = self.shifts(res, axis)
+        origins = [p.origin[axis] for p in self.patches]
+        common = (res, span, up, pairs, n, self.sg.resample, self.density, self.strict)
+        keys = [common + (Fraction(s * self.density, res) - o,) for s, o in zip(shifts, origins)]
+        cache = self.sg._weight_cache
+        found = [cache.get(k, self.device) for k in keys]
+        missing = [i for i, f in enumerate(found) if f is None]
+        if missing:
+            # pixels at res*up read res-pixel floor(p / up); shifts are whole pixels at every res
+            sh = torch.tensor([shifts[i] for i in missing], device=self.device)
+            pix = torch.div(torch.arange(span[0], span[1], device=self.device), up, rounding_mode="floor")[None] + sh[:, None]
+            org = torch.tensor([origins[i] for i in missing], device=self.device)
+            new = axis_weights(self.density, res, pix, self.sg.resample, org, n, self.strict, pairs)
+            if new is None:
+                self._weights[key] = None
+                return None
+            for j, i in enumerate(missing):
+                found[i] = new[j]
+                cache.put(keys[i], new[j])
+        out = found[0][None] if self.P == 1 else torch.stack(found)  # type: ignore[index]
+        self._weights[key] = out
+        return out
+
+    def per_patch_add(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """``y [P*B, C, H, W] + t [P, C', H, W]`` (``C'`` 1 or C), each patch's ``t`` over its samples."""
+        if self.P == 1:
+            return y.add_(t) if self.inplace else y + t
+        v = y.view(self.P, self.B, *y.shape[1:])
+        v = v.add_(t[:, None]) if self.inplace else v + t[:, None]
+        return v.view(y.shape)
 
     # inputs as functions of global coordinates
     def const(self, block: SynthesisBlock, win: Window) -> torch.Tensor:
         r = block.resolution
-
-        def make(patch: LatentPatch, w: Window) -> torch.Tensor:
-            ys = torch.arange(w.y0, w.y1, device=block.const.device) % r
-            xs = torch.arange(w.x0, w.x1, device=block.const.device) % r
-            c = block.const.to(torch.float32).index_select(1, ys).index_select(2, xs)
-            return c.unsqueeze(0).expand(patch.latents.shape[0], -1, -1, -1)
-
-        return self.per_patch(make, win, r)
+        c = block.const.to(torch.float32)
+        parts = []
+        for sy, sx in zip(self.shifts(r, 0), self.shifts(r, 1)):
+            ys = torch.arange(win.y0 + sy, win.y1 + sy, device=c.device) % r
+            xs = torch.arange(win.x0 + sx, win.x1 + sx, device=c.device) % r
+            parts.append(c.index_select(1, ys).index_select(2, xs))
+        x = torch.stack(parts)[:, None].expand(-1, self.B, -1, -1, -1)
+        return x.reshape(self.P * self.B, *x.shape[2:])
 
     def noise(self, layer: SynthesisLayer, layer_idx: int, win: Window) -> torch.Tensor | None:
+        """Unit-variance noise for the layer output ``win``: ``[B or 1, 1, H, W]`` for one patch,
+        ``[P, 1, H, W]`` stacked per patch otherwise."""
+        if self.noise_maps is not None and self.noise_maps[layer_idx] is not None:
+            m = self.noise_maps[layer_idx]
+            h, w = m.shape[2:]
+            if (win.y0, win.x0, win.size) == (0, 0, (h, w)):
+                return m
+            ys = torch.arange(win.y0, win.y1, device=m.device) % h
+            xs = torch.arange(win.x0, win.x1, device=m.device) % w
+            return m.index_select(2, ys).index_select(3, xs)
         if self.noise_mode == "none":
             return None
         r = layer.resolution
         dev = layer.noise_const.device
-
-        def make(patch: LatentPatch, w: Window) -> torch.Tensor:
+        parts = []
+        for sy, sx in zip(self.shifts(r, 0), self.shifts(r, 1)):
             if self.noise_mode == "const":
-                ys = torch.arange(w.y0, w.y1, device=dev) % r
-                xs = torch.arange(w.x0, w.x1, device=dev) % r
-                return layer.noise_const.index_select(0, ys).index_select(1, xs)[None, None]
-            return coordinate_noise(self.noise_seed, layer_idx, w.y0, w.x0, *w.size, device=dev)
+                ys = torch.arange(win.y0 + sy, win.y1 + sy, device=dev) % r
+                xs = torch.arange(win.x0 + sx, win.x1 + sx, device=dev) % r
+                parts.append(layer.noise_const.index_select(0, ys).index_select(1, xs)[None, None])
+            else:
+                parts.append(coordinate_noise(self.noise_seed, layer_idx, win.y0 + sy, win.x0 + sx, *win.size, device=dev))
+        return parts[0] if self.P == 1 else torch.cat(parts)
 
-        return self.per_patch(make, win, r)
+    def style_cells(self, layer: nn.Module, row: int) -> torch.Tensor:
+        """The layer's styles at every cell ``[P*B, I, h, w]`` (the affine map is linear, so
+        resampling these equals the styles of resampled latents)."""
+        return layer.styles(self.latents[:, row])
 
-    def styles(self, layer: nn.Module, row: int, res: int, win: Window) -> torch.Tensor:
-        def make(patch: LatentPatch, w: Window) -> torch.Tensor:
-            cells = layer.styles(patch.latents[:, row])  # [B, I, h, w]: affine commutes with resampling
-            return sample_cells(cells, self.density, res, w, self.sg.resample, patch.origin, self.strict)
+    def style_map(self, cells: torch.Tensor, res: int, win: Window) -> torch.Tensor:
+        """Styles on the pixels ``win`` at resolution ``res``: ``[P*B, I, *win.size]``."""
+        return _resample(cells, self.weights(res, (win.y0, win.y1), 0), self.weights(res, (win.x0, win.x1), 1))
 
-        return self.per_patch(make, win, res)
+    def demodulation(self, layer: SynthesisLayer, cells: torch.Tensor, s: torch.Tensor, win: Window, out: Window) -> torch.Tensor:
+        """Per-output-pixel demodulation ``[P*B, O, *out.size]`` of a layer whose input ``win``
+        (at ``res_in``) carries the style map ``s``: ``rsqrt(sum_i w2[o, i] s_i(p)^2 + eps)`` at the
+        input pixel under each output pixel (nearest for upsampling layers)."""
+        res_in = layer.resolution // layer.up
+        wsq = layer.weight.to(torch.float32).square().sum(dim=[2, 3])  # [O, I]
+        qy = self.weights(res_in, (out.y0, out.y1), 0, up=layer.up, pairs=True)
+        if qy is not None:
+            qx = self.weights(res_in, (out.x0, out.x1), 1, up=layer.up, pairs=True)
+            pairs = _pair_products(cells)  # [P*B, I, 2h-1, 2w-1]
+            m = torch.matmul(wsq, pairs.flatten(2)).view(pairs.shape[0], -1, *pairs.shape[2:])
+            d = _resample(m, qy, qx)
+        else:  # layer coarser than the grid: few pixels, square the style map directly
+            d = torch.matmul(wsq, s.square().flatten(2)).view(s.shape[0], -1, *s.shape[2:])
+            ys = torch.div(torch.arange(out.y0, out.y1, device=d.device), layer.up, rounding_mode="floor") - win.y0
+            xs = torch.div(torch.arange(out.x0, out.x1, device=d.device), layer.up, rounding_mode="floor") - win.x0
+            d = d.index_select(2, ys).index_select(3, xs)
+        if self.inplace:
+            return d.clamp_(min=0).add_(DEMOD_EPS).rsqrt_()
+        return (d.clamp(min=0) + DEMOD_EPS).rsqrt()  # rounding may leave a tiny negative sum
 
     def conv(self, layer: SynthesisLayer, row: int, x: torch.Tensor, win: Window, gain: float = 1.0) -> tuple[torch.Tensor, Window]:
-        """Run one synthesis layer on ``x`` covering ``win``; returns the output and its window."""
+        """Run one synthesis layer on ``x`` covering ``win``; returns the output and its window.
+
+        The same computation as :meth:`SynthesisLayer.forward_styles` with per-pixel styles:
+        ``y = conv(x * s, w) * d + noise * strength``, then bias, leaky ReLU, gain and clamp."""
         res_in = layer.resolution // layer.up
         if self.valid_mode:
             out = win.map(_valid_upconv_out if layer.up > 1 else _valid_conv_out)
             padding = -1 if layer.up > 1 else 0  # -1 crops the up-conv's two invalid edge pixels
         else:
             out = win.map(_double) if layer.up > 1 else win
-            padding = None
+            padding = layer.padding
         idx = self.layer_index
         self.layer_index += 1
-        styles = self.styles(layer, row, res_in, win)
-        y = layer.forward_styles(x, styles, noise=self.noise(layer, idx, out), gain=gain, padding=padding)
-        return y, out
+        cells = self.style_cells(layer, row)
+        s = self.style_map(cells, res_in, win)
+        d = self.demodulation(layer, cells, s, win, out)
+        xs = s.mul_(x) if self.inplace else s * x
+        y = conv2d_resample(xs, layer.weight.to(x.dtype), f=layer.resample_filter, up=layer.up, padding=padding)
+        y = y.mul_(d) if self.inplace else y * d
+        n = self.noise(layer, idx, out)
+        if n is not None:
+            n = n * layer.noise_strength
+            y = self.per_patch_add(y, n) if n.shape[0] == self.P and self.P > 1 else (y.add_(n) if self.inplace else y + n)
+        clamp = layer.conv_clamp * gain if layer.conv_clamp is not None else None
+        return bias_act(y, layer.bias, act="lrelu", gain=layer.act_gain * gain, clamp=clamp), out
+
+    def to_rgb(self, block: SynthesisBlock, row: int, x: torch.Tensor, win: Window) -> torch.Tensor:
+        torgb = block.torgb
+        s = self.style_map(self.style_cells(torgb, row), block.resolution, win)
+        xs = s.mul_(x) if self.inplace else s * x
+        y = torch.nn.functional.conv2d(xs, torgb.weight.to(x.dtype))
+        return bias_act(y, torgb.bias, clamp=torgb.conv_clamp)
 
     def upsample_img(self, block: SynthesisBlock, img: torch.Tensor, win: Window) -> tuple[torch.Tensor, Window]:
         if self.valid_mode:
@@ -475,7 +785,7 @@ class _Render:
                 img, img_win = self.upsample_img(block, img, img_win)
             if block.num_torgb:
                 xr = crop(x, x_win, p.img)
-                rgb = block.torgb.forward_styles(xr, self.styles(block.torgb, row + block.num_conv, block.resolution, p.img))
+                rgb = self.to_rgb(block, row + block.num_conv, xr, p.img)
                 img = rgb if img is None else crop(img, img_win, p.img) + rgb
                 img_win = p.img
             row += block.num_conv

@@ -173,3 +173,99 @@ def test_absurd_sizes_fail_fast_before_any_work() -> None:
     with pytest.raises(InputError, match="TileSampler"):
         SpatialGenerator(G, padding="none")(huge, window=(0, 10**6, 0, 10**6))
     assert time.perf_counter() - t < 5.0
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_matrix_resampling_equals_sample_cells_and_squares(mode: str) -> None:
+    # The render resamples with dense weight matrices; styles must equal sample_cells, and the
+    # demodulation sum from pair products must equal the sum of the squared style map.
+    from spatial_latent.spatial import _pair_products, _resample, axis_weights
+
+    gen = torch.Generator().manual_seed(3)
+    cells = torch.randn(2, 5, 3, 4, generator=gen)
+    wsq = torch.rand(6, 5, generator=gen)
+    for res, density, win, origin in [(16, 4, Window(-5, 19, -3, 21), (0, 0)), (8, 2, Window(3, 9, 0, 14), (1, -2)), (4, 8, Window(0, 2, -1, 3), (0, 0))]:
+        def w(axis: int, span: tuple[int, int], up: int = 1, pairs: bool = False) -> torch.Tensor | None:
+            pix = torch.div(torch.arange(*span), up, rounding_mode="floor")[None]
+            return axis_weights(density, res, pix, mode, torch.tensor([origin[axis]]), cells.shape[2 + axis], pairs=pairs)
+
+        s = _resample(cells, w(0, (win.y0, win.y1)), w(1, (win.x0, win.x1)))
+        ref = sample_cells(cells, density, res, win, mode, origin)
+        assert (s - ref).abs().max() <= 1e-5
+        direct = torch.einsum("oi,nihw->nohw", wsq, ref.square())
+        qy = w(0, (win.y0, win.y1), pairs=True)
+        if res < density:
+            assert qy is None  # coarse layers square the (small) style map directly
+            continue
+        pair_sum = _resample(torch.einsum("oi,nihw->nohw", wsq, _pair_products(cells)), qy, w(1, (win.x0, win.x1), pairs=True))
+        assert (pair_sum - direct).abs().max() <= 1e-4 * direct.abs().max()
+        # upsampling layers: output pixel Y reads input pixel floor(Y / 2)
+        up = Window(2 * win.y0 + 1, 2 * win.y1 - 1, 2 * win.x0, 2 * win.x1)
+        pair_up = _resample(torch.einsum("oi,nihw->nohw", wsq, _pair_products(cells)), w(0, (up.y0, up.y1), 2, True), w(1, (up.x0, up.x1), 2, True))
+        ys = torch.div(torch.arange(up.y0, up.y1), 2, rounding_mode="floor") - win.y0
+        xs = torch.div(torch.arange(up.x0, up.x1), 2, rounding_mode="floor") - win.x0
+        assert (pair_up - direct[:, :, ys][..., xs]).abs().max() <= 1e-4 * direct.abs().max()
+
+
+@torch.no_grad()
+def test_explicit_noise_maps(G: Generator) -> None:
+    sg = SpatialGenerator(G)
+    grid = LatentGrid(torch.randn(2, G.num_ws, G.w_dim, 2, 4), density=2)
+    shapes = sg.noise_shapes(grid)
+    R = G.img_resolution
+    assert len(shapes) == G.num_ws - 1 and shapes[0] == (4, 8) and shapes[-1] == (R, 2 * R)
+    const = sg(grid, noise_mode="const")
+    # None entries fall back to noise_mode; the stored maps tiled over the canvas equal 'const'
+    assert torch.equal(sg(grid, noise=[None] * len(shapes)), const)
+    tiled = [layer.noise_const[torch.arange(h) % layer.resolution][:, torch.arange(w) % layer.resolution][None, None] for layer, (h, w) in zip(sg.noise_layers(), shapes)]
+    assert (sg(grid, noise=tiled) - const).abs().max() <= 1e-6
+    maps = [torch.randn(2, 1, h, w) for h, w in shapes]
+    a = sg(grid, noise=maps)
+    assert (a - const).abs().max() > 1e-2
+    one = sg(grid, noise=[m[:1] for m in maps])  # a batch-1 map is shared by every sample
+    assert (one[0] - a[0]).abs().max() <= 1e-6 and (one[1] - a[1]).abs().max() > 1e-3
+    # padding-free: a sub-window equals the crop of the full render with the same maps
+    free = SpatialGenerator(G, padding="none")
+    full = free(grid, noise=maps)
+    sub = free(grid, noise=maps, window=(3, R, R // 2, 2 * R))
+    assert (sub - full[..., 3:R, R // 2 :]).abs().max() <= TOL
+    with pytest.raises(InputError, match="noise maps"):
+        sg(grid, noise=maps[:-1])
+    with pytest.raises(InputError, match="noise map 0 must be"):
+        sg(grid, noise=[torch.randn(2, 1, 3, 3)] + maps[1:])
+
+
+def test_noise_maps_get_gradients() -> None:
+    G = noisy_generator("skip")
+    sg = SpatialGenerator(G)
+    grid = LatentGrid(torch.randn(1, G.num_ws, G.w_dim, 2, 2, requires_grad=True), density=2)
+    maps = [torch.randn(1, 1, h, w, requires_grad=True) for h, w in sg.noise_shapes(grid)]
+    sg(grid, noise=maps).square().mean().backward()
+    assert grid.data.grad is not None and grid.data.grad.abs().sum() > 0
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in maps)
+
+
+@torch.no_grad()
+def test_batched_patches_equal_separate_renders() -> None:
+    from spatial_latent.spatial import LatentPatch
+
+    G = noisy_generator("resnet")
+    sg = SpatialGenerator(G, padding="none")
+    step = G.img_resolution // 4
+    win = Window(0, 2 * step, 0, 3 * step)
+    patches = []
+    for k, (y, x) in enumerate([(0, 0), (step, 5 * step), (-3 * step, 2 * step)]):
+        need = sg.cells_needed(Window(y, y + win.size[0], x, x + win.size[1]), 4)
+        lat = torch.randn(2, G.num_ws, G.w_dim, *need.size, generator=torch.Generator().manual_seed(k))
+        patches.append(LatentPatch(lat, origin=(need.y0, need.x0), shift=(y, x)))
+    together = sg.render_patches(patches, win, 4, "random", 5)
+    for k, p in enumerate(patches):
+        alone = sg.render_patches([p], win, 4, "random", 5)
+        assert (together[2 * k : 2 * k + 2] - alone).abs().max() <= 1e-5
+    # differently shaped patches (one with a spare cell column) render one batch each, in order
+    wide = LatentPatch(torch.cat([patches[0].latents, patches[0].latents[..., -1:]], dim=-1), patches[0].origin, patches[0].shift)
+    mixed = sg.render_patches([patches[1], wide], win, 4, "random", 5)
+    assert (mixed - torch.cat([together[2:4], together[0:2]])).abs().max() <= 1e-5
+    small = LatentPatch(patches[0].latents[..., :-1, :], patches[0].origin, patches[0].shift)
+    with pytest.raises(AssertionError, match="does not cover"):
+        sg.render_patches([small], win, 4)
