@@ -1,6 +1,7 @@
 """Grow a latent field into an arbitrarily large seamless image, tile by tile.
 
     python -m spatial_latent.sample --network demo --size 16384x4096 --seed 1 --out scene.png
+    python -m spatial_latent.sample --network demo --size 65536x16384 --out scene.dzi  # zoomable
     torchrun --nproc_per_node 4 -m spatial_latent.sample ... --out scene.tif   # several GPUs/processes
 """
 
@@ -32,22 +33,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m spatial_latent.sample",
         description="Render a seamless image of any size from a spatially correlated latent field, "
         "tile by tile with a padding-free generator: memory stays flat as the image grows. "
-        "Finished tiles are kept beside the output so an interrupted run can --resume.",
+        "Finished tiles are kept beside the output (OUT.parts/) so an interrupted run can --resume; "
+        "the output appears only when complete. Under torchrun each process renders a share of the tiles.",
+        epilog="Output kinds, chosen by the suffix of --out: "
+        ".png/.jpg/.jpeg/.webp: one picture, assembled in memory (up to 1 Gpx; JPEG up to 65535 px a side); "
+        ".tif/.tiff: tiled BigTIFF, streamed tile by tile (any size); "
+        ".dzi: a Deep Zoom pyramid, streamed row by row (any size): for --out scene.dzi, the descriptor scene.dzi, "
+        "tiles scene_files/<level>/<col>_<row>.jpg (levels down to 1x1 px) and scene.html, a self-contained viewer (drag to pan, wheel to zoom; "
+        "open it in a browser, no server or internet needed).",
     )
     add_network_arg(p)
     p.add_argument("--size", required=True, metavar="WxH", help="output size in pixels, width x height (e.g. 16384x4096)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent field and the noise (default: 0)")
-    p.add_argument("--out", type=Path, required=True, help="output file: .png/.jpg (assembled in memory) or .tif (tiled BigTIFF, any size)")
-    p.add_argument("--tile", type=int, default=None, help="tile side in pixels, a multiple of R/4 (default: 2x the generator resolution)")
-    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default: 4)")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="output file; its suffix picks the kind: .png/.jpg/.webp (in memory), .tif (tiled BigTIFF), .dzi (Deep Zoom pyramid + HTML viewer); see below")
+    p.add_argument("--tile", type=int, default=None, help="render tile side in pixels, a multiple of R/4 for an R-pixel generator; larger tiles waste less work on margins (default: max(2R, 256))")
+    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass; adjacent tiles of a row are rendered as one window (default: 4)")
     p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi of the field's latents (default: 1)")
     p.add_argument("--correlation", type=float, default=2.0, metavar="CELLS", help="spatial correlation length of the latent field, in cells; 0 = independent cells (default: 2)")
     p.add_argument("--density", type=int, default=4, help="latent cells per generator-resolution span (default: 4)")
     p.add_argument("--global-mix", type=float, default=0.0, help="pull every cell toward one global latent by this fraction, for a consistent palette (default: 0)")
     p.add_argument("--noise-mode", choices=["random", "const", "none"], default="random", help="per-pixel noise: seeded by position, the network's stored maps tiled, or off (default: random)")
     p.add_argument("--class", dest="class_idx", type=int, default=None, help="class index for conditional networks")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its finished tiles")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (and any unfinished run)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 of a .jpg output and of .dzi tiles in jpg (default: 90)")
+    p.add_argument("--dzi-tile-size", type=int, default=254, metavar="PX", help=".dzi only: pyramid tile side without overlap (default: 254, i.e. 256 px tiles with --dzi-overlap 1)")
+    p.add_argument("--dzi-overlap", type=int, default=1, metavar="PX", help=".dzi only: pixels each pyramid tile repeats from its neighbours (default: 1)")
+    p.add_argument("--dzi-format", choices=["jpg", "png"], default="jpg", help=".dzi only: pyramid tile format, jpg (small) or png (lossless) (default: jpg)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its finished tiles (the settings must match)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (for scene.dzi also scene_files/ and scene.html) and any unfinished run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_device_arg(p)
     return p
@@ -62,9 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .field import LatentField
     from .loading import load_generator, resolve_device
     from .spatial import SpatialGenerator
-    from .tiling import TileSampler, check_size
+    from .deepzoom import DeepZoomOptions
+    from .tiling import TileSampler, check_size, default_tile
 
     check_size(height, width)
+    deepzoom = DeepZoomOptions(tile_size=args.dzi_tile_size, overlap=args.dzi_overlap, format=args.dzi_format, quality=args.quality)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     barrier = None
     device = resolve_device(args.device)
@@ -78,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     try:
         G = load_generator(args.network, device=device)
-        tile = args.tile or 2 * G.img_resolution
+        tile = args.tile or default_tile(G.img_resolution)
         field = LatentField(G, seed=args.seed, correlation=args.correlation, truncation_psi=args.trunc, density=args.density, global_mix=args.global_mix, class_idx=args.class_idx)
         sampler = TileSampler(SpatialGenerator(G, padding="none"), field, tile=tile, batch=args.batch, noise_mode=args.noise_mode)
         bar = None
@@ -96,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         path = sampler.render_to_file(
             args.out, height, width, resume=args.resume, overwrite=args.overwrite, manifest_extra={"network": str(args.network), "class": args.class_idx},
-            on_progress=progress, rank=rank, world_size=world, barrier=barrier,
+            on_progress=progress, rank=rank, world_size=world, barrier=barrier, deepzoom=deepzoom, quality=args.quality,
         )
         if bar is not None:
             bar.close()

@@ -6,7 +6,8 @@ run resumes from the finished tiles (the manifest must match), and the final fil
 from the parts under a temporary name, then renamed: it appears complete or not at all.
 
 Outputs: ``.png`` / ``.jpg`` (assembled in memory: for images that fit in RAM), ``.tif`` /
-``.tiff`` (tiled BigTIFF, streamed tile by tile: any size).
+``.tiff`` (tiled BigTIFF, streamed tile by tile: any size), ``.dzi`` (a Deep Zoom pyramid plus
+an HTML viewer, streamed row strip by row strip; see :mod:`spatial_latent.deepzoom`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from .atomic import atomic_write
+from .deepzoom import DeepZoomOptions, companion_paths, write_deepzoom
 from .errors import InputError
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 TIFF_SUFFIXES = (".tif", ".tiff")
+DZI_SUFFIXES = (".dzi",)
 MAX_PICTURE_PIXELS = 1 << 30  # 1 Gpx as an in-memory RGB array is 3 GiB: beyond that, use TIFF
 MAX_JPEG_SIDE = 65535
 
@@ -34,7 +37,9 @@ def output_kind(path: Path) -> str:
         return "picture"
     if suffix in TIFF_SUFFIXES:
         return "tiff"
-    raise InputError(f"unsupported output type {suffix!r}; use one of {PICTURE_SUFFIXES + TIFF_SUFFIXES}")
+    if suffix in DZI_SUFFIXES:
+        return "dzi"
+    raise InputError(f"unsupported output type {suffix!r}; use one of {PICTURE_SUFFIXES + TIFF_SUFFIXES + DZI_SUFFIXES}")
 
 
 def check_output(path: Path, height: int, width: int, overwrite: bool, resume: bool) -> None:
@@ -44,8 +49,9 @@ def check_output(path: Path, height: int, width: int, overwrite: bool, resume: b
         raise InputError(f"{width}x{height} is too large for {path.suffix} (assembled in memory); write a .tif instead")
     if path.suffix.lower() in (".jpg", ".jpeg") and max(height, width) > MAX_JPEG_SIDE:
         raise InputError(f"JPEG cannot be wider or taller than {MAX_JPEG_SIDE} pixels; write a .png or .tif")
-    if path.exists() and not overwrite:
-        raise InputError(f"{path} exists; pass --overwrite to replace it")
+    existing = [p for p in (path, *(companion_paths(path) if kind == "dzi" else ())) if p.exists()]
+    if existing and not overwrite:
+        raise InputError(f"{existing[0]} exists; pass --overwrite to replace it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"output folder {parent} does not exist")
@@ -54,7 +60,8 @@ def check_output(path: Path, height: int, width: int, overwrite: bool, resume: b
     parts = parts_dir(path)
     if parts.exists() and not (resume or overwrite):
         raise InputError(f"an interrupted render left {parts}; pass --resume to continue it or --overwrite to start again")
-    need = 2 * height * width * 3 + (64 << 20)  # raw tiles + the output (uncompressed bound) + slack
+    # raw tiles + the output (uncompressed bound; a pyramid adds a third for its lower levels) + slack
+    need = (2 if kind != "dzi" else 3) * height * width * 3 + (64 << 20)
     free = shutil.disk_usage(parent).free
     if need > free:
         raise InputError(f"{width}x{height} needs about {need / 2**30:.1f} GiB of disk, only {free / 2**30:.1f} GiB free in {parent}")
@@ -103,10 +110,28 @@ class TileStore:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def assemble(store: TileStore, out: Path, height: int, width: int, tile: int) -> Path:
-    """Write the final image from the stored tiles (row-major tile indices), atomically."""
+def tile_rows(store: TileStore, height: int, width: int, tile: int) -> Iterator[np.ndarray]:
+    """The image as strips of one tile row each, ``uint8 [<= tile, width, 3]``, top to bottom."""
+    rows, cols = -(-height // tile), -(-width // tile)
+    for r in range(rows):
+        yield np.concatenate([store.get(r * cols + c) for c in range(cols)], axis=1)
+
+
+def assemble(
+    store: TileStore,
+    out: Path,
+    height: int,
+    width: int,
+    tile: int,
+    deepzoom: DeepZoomOptions | None = None,
+    quality: int = 90,
+) -> Path:
+    """Write the final image from the stored tiles (row-major tile indices), atomically.
+    ``deepzoom``: pyramid settings for a ``.dzi`` output; ``quality``: JPEG quality of a ``.jpg``."""
     rows, cols = -(-height // tile), -(-width // tile)
     kind = output_kind(out)
+    if kind == "dzi":
+        return write_deepzoom(out, tile_rows(store, height, width, tile), height, width, deepzoom or DeepZoomOptions())
     with atomic_write(out) as tmp:
         if kind == "picture":
             from PIL import Image
@@ -116,7 +141,11 @@ def assemble(store: TileStore, out: Path, height: int, width: int, tile: int) ->
                 r, c = divmod(i, cols)
                 t = store.get(i)
                 canvas[r * tile : r * tile + t.shape[0], c * tile : c * tile + t.shape[1]] = t
-            Image.fromarray(canvas).save(tmp)
+            img = Image.fromarray(canvas)
+            if out.suffix.lower() in (".jpg", ".jpeg"):
+                img.save(tmp, quality=quality)
+            else:
+                img.save(tmp)
         else:
             import tifffile
 

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
+from .deepzoom import DeepZoomOptions
 from .errors import InputError
 from .field import LatentField
 from .images import to_uint8
@@ -31,6 +31,13 @@ from .tile_store import TileStore, assemble, check_output
 log = logging.getLogger(__name__)
 
 MAX_SIDE = 1 << 20  # a million pixels per side is far beyond any real request
+MIN_DEFAULT_TILE = 256  # below this, margins and per-pass overhead dominate (see docs/BENCHMARKS.md)
+
+
+def default_tile(resolution: int) -> int:
+    """Default tile side for an ``R``-pixel generator: ``max(2 R, 256)`` (a multiple of R/4)."""
+    step = max(resolution // 4, 1)
+    return -(-max(2 * resolution, MIN_DEFAULT_TILE) // step) * step
 
 
 class TileSampler:
@@ -66,16 +73,49 @@ class TileSampler:
 
     @torch.no_grad()
     def render_tiles(self, positions: list[tuple[int, int]]) -> torch.Tensor:
-        """Full ``tile x tile`` renders at ``positions`` in one batch: ``[n, 3, tile, tile]``."""
-        base = Window(0, self.tile, 0, self.tile)
-        patches = []
-        for y, x in positions:
-            cells = self.sg.cells_needed(Window(y, y + self.tile, x, x + self.tile), self.field.density)
-            latents = self.field.cells(cells)
-            if self.field.space == "w":
-                latents = latents.expand(-1, self.sg.num_ws, -1, -1, -1)
-            patches.append(LatentPatch(latents, origin=(cells.y0, cells.x0), shift=(y, x)))
-        return self.sg.render_patches(patches, base, self.field.density, self.noise_mode, self.noise_seed)
+        """Full ``tile x tile`` renders at ``positions`` (multiples of R/4): ``[n, 3, tile, tile]``.
+
+        Horizontally adjacent tiles of one row are rendered as one wide window: their margins
+        overlap, so computing them once saves work, and one window costs far fewer tensor ops
+        than one patch per tile. Runs of equal length at different places share one forward
+        pass as patches; the latents of all runs come from one field evaluation over their hull
+        when it is compact. The result equals per-tile rendering to float rounding.
+        """
+        if not positions:
+            return torch.empty(0, 3, self.tile, self.tile, device=self.field.device)
+        out: list[torch.Tensor | None] = [None] * len(positions)
+        for k, runs in _runs_by_length(positions, self.tile).items():
+            window = Window(0, self.tile, 0, k * self.tile)
+            needs = [self.sg.cells_needed(Window(y, y + self.tile, x, x + k * self.tile), self.field.density) for _, y, x in runs]
+            latents = self._field_cells(needs)
+            patches = [LatentPatch(lat, origin=(c.y0, c.x0), shift=(y, x)) for lat, c, (_, y, x) in zip(latents, needs, runs)]
+            imgs = self.sg.render_patches(patches, window, self.field.density, self.noise_mode, self.noise_seed)
+            for img, (idx, _, _) in zip(imgs, runs):
+                for j, i in enumerate(idx):
+                    out[i] = img[:, :, j * self.tile : (j + 1) * self.tile]
+        return torch.stack(out)  # type: ignore[arg-type]
+
+    def _field_cells(self, needs: list[Window]) -> list[torch.Tensor]:
+        """Field latents ``[1, num_ws or 1, C, h, w]`` for each cell window (expanded to num_ws in
+        space 'w'); one evaluation over the hull when it is at most twice the cells needed.
+
+        Windows are grown to one common size (the field is unbounded, extra cells are harmless)
+        so that the renderer can stack all patches into one batch."""
+        h = max(c.size[0] for c in needs)
+        w = max(c.size[1] for c in needs)
+        needs = [Window(c.y0, c.y0 + h, c.x0, c.x0 + w) for c in needs]
+        hull = None
+        for c in needs:
+            hull = c.hull(hull)
+        area = sum(c.size[0] * c.size[1] for c in needs)
+        if len(needs) > 1 and hull.size[0] * hull.size[1] <= 2 * area:
+            big = self.field.cells(hull)
+            parts = [big[..., c.y0 - hull.y0 : c.y1 - hull.y0, c.x0 - hull.x0 : c.x1 - hull.x0] for c in needs]
+        else:
+            parts = [self.field.cells(c) for c in needs]
+        if self.field.space == "w":
+            parts = [p.expand(-1, self.sg.num_ws, -1, -1, -1) for p in parts]
+        return parts
 
     @torch.no_grad()
     def render_window(self, window: Window) -> torch.Tensor:
@@ -104,8 +144,13 @@ class TileSampler:
         rank: int = 0,
         world_size: int = 1,
         barrier: Callable[[], None] | None = None,
+        deepzoom: DeepZoomOptions | None = None,
+        quality: int = 90,
     ) -> Path | None:
-        """Render a ``height x width`` canvas into ``out`` (.png/.jpg/.tif), resumably.
+        """Render a ``height x width`` canvas into ``out`` (.png/.jpg/.tif/.dzi), resumably.
+
+        ``deepzoom``: tile size, overlap and format of a ``.dzi`` pyramid (default
+        :class:`DeepZoomOptions`); ``quality``: JPEG quality of a ``.jpg`` output.
 
         ``on_progress(done_tiles, total_tiles, megapixels_per_second)`` is called after each batch.
         Returns the output path on rank 0 (None on other ranks).
@@ -160,9 +205,24 @@ class TileSampler:
             barrier()
         if rank != 0:
             return None
-        path = assemble(store, out, height, width, self.tile)
+        path = assemble(store, out, height, width, self.tile, deepzoom=deepzoom, quality=quality)
         store.remove()
         return path
+
+
+def _runs_by_length(positions: list[tuple[int, int]], tile: int) -> dict[int, list[tuple[list[int], int, int]]]:
+    """Split tile positions into horizontal runs of adjacent tiles (same row, consecutive
+    columns, in the given order), grouped by run length: ``{k: [(indices, y, x0), ...]}``."""
+    runs: list[tuple[list[int], int, int]] = []
+    for i, (y, x) in enumerate(positions):
+        if runs and runs[-1][1] == y and runs[-1][2] + len(runs[-1][0]) * tile == x:
+            runs[-1][0].append(i)
+        else:
+            runs.append(([i], y, x))
+    groups: dict[int, list[tuple[list[int], int, int]]] = {}
+    for r in runs:
+        groups.setdefault(len(r[0]), []).append(r)
+    return groups
 
 
 def check_size(height: int, width: int) -> None:
