@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-layers", choices=["w+", "w"], default="w+", help="one grid per layer (w+) or one shared by all layers (w) (default: w+)")
     p.add_argument("--loss", choices=["lpips+mse", "lpips", "mse"], default="lpips+mse", help="reconstruction loss (default: lpips+mse)")
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg", help="LPIPS backbone (default: vgg)")
-    p.add_argument("--lr", type=float, default=0.1, help="peak Adam learning rate, in units of W's spread (default: 0.1)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak Adam learning rate, in units of W's spread; from an --encoder start it ramps up over 20%% of the steps (5%% from the average latent) and the noise maps get half of it (default: 0.1)")
     p.add_argument("--latent-noise", type=float, default=None, metavar="F", help="exploration noise added to the latents at the start, x W's spread, ramped to 0 (default: 0.05 from the average latent, 0 from an --encoder start)")
     p.add_argument("--noise-reg", type=float, default=1e5, help="weight of the noise-map regularizer (default: 1e5)")
     p.add_argument("--dist-reg", type=float, default=1e-3, help="weight of the regularizer pulling grid cells toward the distribution of generated latents (default: 1e-3)")
@@ -117,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         smooth_reg=args.smooth_reg, latent_noise=args.latent_noise, optimize_noise=not args.no_noise_opt, seed=args.seed,
     )
     cfg.validate()
+    cfg = cfg.resolved("given" if args.encoder else "w_avg")  # the schedule that will run, as recorded
 
     from encoders.learned import load_encoder
     from encoders.losses import ReconstructionLoss, WStats

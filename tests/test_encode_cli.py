@@ -93,6 +93,38 @@ def test_folder_with_faces_a_non_face_and_a_broken_file(tmp_path: Path) -> None:
     assert np.array_equal(pasted[400:], photo[400:]) and not np.array_equal(pasted[90:150, 190:260], photo[90:150, 190:260])
 
 
+def test_face_index_and_paste_back_region(tmp_path: Path) -> None:
+    import cv2
+
+    from spatial_latent.align import AlignTransform
+    from spatial_latent.encode import main
+
+    photo = two_faces()
+    Image.fromarray(photo).save(tmp_path / "two.png")
+    out = tmp_path / "out"
+    common = ["--network", "tiny", "--steps", "2", "--loss", "mse", "--grid", "2", "--detector", "opencv", "--device", "cpu", "--outdir", str(out)]
+    assert main([str(tmp_path / "two.png"), "--face", "1", "--paste-back", *common]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert [e["name"] for e in summary["encoded"]] == ["two_face1"] and summary["encoded"][0]["face_index"] == 1
+    meta = LatentGrid.load(out / "two_face1.latent.safetensors").meta
+    assert meta["face"]["box"][0] > 220  # face 1 is the smaller one, on the right
+
+    pasted = np.asarray(Image.open(out / "two_face1_pasted.png"))
+    assert pasted.shape == photo.shape
+    # the aligned square, mapped into the photo: the only place the paste may change
+    t = AlignTransform.from_dict(meta["alignment"])
+    corners = t.to_source([[0, 0], [t.size, 0], [t.size, t.size], [0, t.size]])
+    inside = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillConvexPoly(inside, np.round(corners).astype(np.int32), 1)
+    near = cv2.dilate(inside, np.ones((5, 5), np.uint8)).astype(bool)
+    assert np.array_equal(pasted[~near], photo[~near])
+    core = t.to_source([[t.size / 2, t.size / 2]])[0].astype(int)  # the face's centre, well inside the feathered border
+    patch = (slice(core[1] - 10, core[1] + 10), slice(core[0] - 10, core[0] + 10))
+    assert np.abs(pasted[patch].astype(int) - photo[patch].astype(int)).mean() > 10  # a random tiny generator is no face
+    with pytest.raises(InputError, match="only 2 face"):
+        main([str(tmp_path / "two.png"), "--face", "2", *common])
+
+
 def test_no_align_modes_and_spaces(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -13,7 +13,7 @@ import torch
 from encoders.learned import EncoderConfig, build_encoder, load_encoder, save_encoder
 from encoders.optimize import OptimizeConfig
 from encoders.pipeline import encode
-from encoders.train import KINDS, TrainConfig, iteration_generator, sample_grids, train_encoder
+from encoders.train import KINDS, TrainConfig, iteration_generator, learning_rate, sample_grids, train_encoder
 from spatial_latent.errors import InputError
 from spatial_latent.latent_grid import LatentGrid
 from spatial_latent.loading import random_generator
@@ -90,12 +90,19 @@ def test_training_samples(G: Generator) -> None:
 
 
 def test_resumed_training_equals_an_uninterrupted_run(G: Generator, tmp_path: Path) -> None:
-    full = train_encoder(G, small_cfg(iters=4), tmp_path / "full.pt", checkpoint_every=0)
+    full = train_encoder(G, small_cfg(iters=4, lr_decay=0.5), tmp_path / "full.pt", checkpoint_every=0)
     part = tmp_path / "part.pt"
     seen: list[int] = []
-    train_encoder(G, small_cfg(iters=2), part, checkpoint_every=1, callback=lambda i, n, l: seen.append(i))
-    assert seen == [1, 2]
-    resumed = train_encoder(G, small_cfg(iters=4), part, resume=True, callback=lambda i, n, l: seen.append(i))
+
+    def interrupt_after_two(i: int, n: int, losses: dict) -> None:
+        seen.append(i)
+        if i == 2:
+            raise KeyboardInterrupt  # Ctrl-C: the checkpoint after 2 iterations is written
+
+    with pytest.raises(KeyboardInterrupt):
+        train_encoder(G, small_cfg(iters=4, lr_decay=0.5), part, checkpoint_every=0, callback=interrupt_after_two)
+    assert seen == [1, 2] and torch.load(part, weights_only=True)["extra"]["train"]["iteration"] == 2
+    resumed = train_encoder(G, small_cfg(iters=4, lr_decay=0.5), part, resume=True, callback=lambda i, n, l: seen.append(i))
     assert seen == [1, 2, 3, 4]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
@@ -106,6 +113,16 @@ def test_resumed_training_equals_an_uninterrupted_run(G: Generator, tmp_path: Pa
         train_encoder(G, small_cfg(), part)
     with pytest.raises(InputError, match="different settings: lr"):
         train_encoder(G, small_cfg(iters=6, lr=1e-2), part, resume=True)
+
+
+def test_training_learning_rate_decays_at_the_end() -> None:
+    cfg = small_cfg(iters=100, lr=1e-3, lr_decay=0.3)
+    lrs = [learning_rate(i, cfg) for i in range(100)]
+    assert lrs[:70] == [1e-3] * 70 and lrs[85] == pytest.approx(1e-3 * (0.05 + 0.95 * 0.5))
+    assert all(a > b for a, b in zip(lrs[70:], lrs[71:])) and 5e-5 < lrs[99] < 6e-5  # down to lr / 20
+    assert all(learning_rate(i, small_cfg(iters=100, lr_decay=0.0)) == 2e-3 for i in (0, 99))
+    with pytest.raises(InputError, match="lr-decay"):
+        small_cfg(lr_decay=1.5).validate()
 
 
 def test_training_learns_and_the_pipeline_uses_it(G: Generator, tmp_path: Path) -> None:

@@ -139,6 +139,26 @@ def test_learning_rate_schedule() -> None:
     assert lrs[75] == pytest.approx(0.1) and lrs[99] < 0.001 and all(a >= b for a, b in zip(lrs[75:], lrs[76:]))
 
 
+def test_schedule_defaults_follow_the_start(G: Generator) -> None:
+    target = composed_target(G, seed=5)
+    avg = invert(G, target, mse_cfg(steps=2)).grid.meta["optimize"]
+    assert (avg["lr_rampup"], avg["lr_rampdown"], avg["latent_noise"], avg["noise_lr"]) == (0.05, 0.25, 0.05, 1.0)
+    start = G.map(torch.randn(2, G.z_dim))[:, :, :, None, None]
+    given = invert(G, target, mse_cfg(steps=2), init=start).grid.meta["optimize"]
+    assert (given["lr_rampup"], given["lr_rampdown"], given["latent_noise"], given["noise_lr"]) == (0.2, 0.1, 0.0, 0.5)
+    chosen = invert(G, target, mse_cfg(steps=2, lr_rampup=0.05, noise_lr=2.0), init=start).grid.meta["optimize"]
+    assert (chosen["lr_rampup"], chosen["noise_lr"], chosen["lr_rampdown"]) == (0.05, 2.0, 0.1)  # what is set wins
+    # noise_lr scales only the noise maps: at 0 they stay the (re-normalized) stored maps while the latents move
+    frozen = invert(G, target, mse_cfg(steps=6, noise_lr=0.0), init=start)
+    stored = const_noise(G, 2, (G.img_resolution,) * 2)
+    for m, s in zip(frozen.noise_maps(), stored):
+        s = (s - s.mean(dim=(1, 2, 3), keepdim=True)) / s.std(dim=(1, 2, 3), keepdim=True)
+        assert torch.allclose(m, s, atol=1e-5)
+    assert (frozen.grid.data - convert_grid(start, "w+", G.num_ws, (4, 4))).abs().max() > 1e-3
+    with pytest.raises(InputError, match="noise_lr"):
+        mse_cfg(noise_lr=-1.0).validate()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
