@@ -1,6 +1,7 @@
 """``load_generator`` / ``save_generator``: any supported checkpoint in, a :class:`Generator` out.
 
-Resolution order for ``load_generator(x)``: a built-in name (``tiny``), a well-known network
+Resolution order for ``load_generator(x)``: a built-in name (``tiny``, untrained; ``demo``, the
+small texture model trained by this project and shipped in the package), a well-known network
 name from :mod:`spatial_latent.hub` (downloaded into the cache), else a path, whose format is
 detected from its bytes: the native safetensors format, NVIDIA ``.pkl`` (PyTorch or
 TensorFlow), or a torch file (rosinality, pSp/e4e, NVIDIA-layout state dict).
@@ -23,6 +24,19 @@ BUILTIN_GENERATORS = {
     # Untrained, seeded; renders noise-like images. For smoke tests and CI, not for looking at.
     "tiny": dict(z_dim=64, w_dim=64, img_resolution=32, channels={4: 32, 8: 32, 16: 32, 32: 16}, mapping_layers=2),
 }
+
+# Trained here, shipped inside the package (see spatial_latent/models/DEMO_MODEL_CARD.md).
+DEMO_MODEL = Path(__file__).parent / "models" / "demo.safetensors"
+
+
+def demo_model_path() -> Path:
+    """Path of the embedded demo generator; a :class:`CheckpointError` when this install lacks it."""
+    if not DEMO_MODEL.is_file():
+        raise CheckpointError(
+            f"the embedded demo model is missing from this install ({DEMO_MODEL}); "
+            "reinstall spatial-latent or train one with python -m spatial_latent.train"
+        )
+    return DEMO_MODEL
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -79,7 +93,7 @@ def load_generator(path_or_name: str | os.PathLike, device: str | torch.device =
         G = random_generator(BUILTIN_GENERATORS[name])
         G.config.source_format = f"builtin:{name}"
         return G.to(dev)
-    path = Path(name).expanduser()
+    path = demo_model_path() if name == "demo" else Path(name).expanduser()
     if not path.exists() and (hub.is_known(name) or name.startswith(("http://", "https://"))):
         path = hub.fetch(name)
     G, w_avg_present = _load_path(path)
