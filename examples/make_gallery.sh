@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Render the README gallery (docs/img/gallery_*.png) by running the examples.
+#
+#   examples/make_gallery.sh                              # faces: a test fixture (or tiny); scenes: demo
+#   FACE_NETWORK=ffhq LOSS=lpips+mse STEPS=500 DEVICE=cuda examples/make_gallery.sh
+#
+# Settings (environment): FACE_NETWORK (default: the 64 px NVIDIA fixture beside the checkout,
+# else 'tiny'), SCENE_NETWORK (default: demo), DEVICE (auto), STEPS (encoding steps, 100),
+# LOSS (mse: no download; lpips+mse needs the VGG weights), SAMPLES (attribute fit, 500),
+# PYTHON (.venv/bin/python when present, else python3), OUT (docs/img).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fixture=../shared/fixtures/stylegan2/nvidia_ada_64/network-snapshot.pkl
+[ -f "$fixture" ] && default_faces=$fixture || default_faces=tiny
+FACE_NETWORK=${FACE_NETWORK:-$default_faces}
+SCENE_NETWORK=${SCENE_NETWORK:-demo}
+DEVICE=${DEVICE:-auto}
+STEPS=${STEPS:-100}
+LOSS=${LOSS:-mse}
+SAMPLES=${SAMPLES:-500}
+OUT=${OUT:-docs/img}
+[ -x .venv/bin/python ] && default_python=.venv/bin/python || default_python=python3
+PYTHON=${PYTHON:-$default_python}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$OUT"
+
+run() {  # run EXAMPLE ARGS...: outputs go to $work/EXAMPLE
+    local name=$1
+    shift
+    "$PYTHON" "examples/$name.py" --device "$DEVICE" --outdir "$work/$name" "$@"
+}
+
+run multi_face --network "$FACE_NETWORK" --seeds 0-5 --rows 2
+run three_eyes --network "$FACE_NETWORK" --steps "$STEPS" --loss "$LOSS"
+run edit_attributes --network "$FACE_NETWORK" --steps "$STEPS" --loss "$LOSS" --samples "$SAMPLES"
+run extended_scene --network "$SCENE_NETWORK" --size 2048x512
+
+cp "$work/multi_face/multi_face.png" "$OUT/gallery_multi_face.png"
+cp "$work/three_eyes/three_eyes.png" "$OUT/gallery_three_eyes.png"
+cp "$work/edit_attributes/edited.png" "$OUT/gallery_edit.png"
+cp "$work/edit_attributes/strip.png" "$OUT/gallery_edit_strip.png"
+cp "$work/extended_scene/scene.png" "$OUT/gallery_scene.png"
+echo "wrote $(ls "$OUT"/gallery_*.png | tr '\n' ' ')"
