@@ -42,5 +42,7 @@ cp "$work/multi_face/multi_face.png" "$OUT/gallery_multi_face.png"
 cp "$work/three_eyes/three_eyes.png" "$OUT/gallery_three_eyes.png"
 cp "$work/edit_attributes/edited.png" "$OUT/gallery_edit.png"
 cp "$work/edit_attributes/strip.png" "$OUT/gallery_edit_strip.png"
-cp "$work/extended_scene/scene.png" "$OUT/gallery_scene.png"
-echo "wrote $(ls "$OUT"/gallery_*.png | tr '\n' ' ')"
+# The panorama as JPEG: a 2048x512 PNG of texture is a few megabytes.
+"$PYTHON" -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2], quality=88)" \
+    "$work/extended_scene/scene.png" "$OUT/gallery_scene.jpg"
+echo "wrote $(ls "$OUT"/gallery_* | tr '\n' ' ')"

@@ -61,7 +61,9 @@ def add_network_arg(parser: argparse.ArgumentParser, default: str | None = None,
         required=required and default is None,
         metavar="PATH|NAME",
         help="checkpoint file (NVIDIA .pkl, TF .pkl, rosinality/pSp .pt, native .safetensors), a "
-        "well-known name such as 'ffhq' (downloaded into $SPATIAL_LATENT_CACHE), or 'tiny'",
+        "well-known name such as 'ffhq' (downloaded into $SPATIAL_LATENT_CACHE), 'demo' (the small "
+        "texture model shipped in the package) or 'tiny' (untrained, for smoke tests)"
+        + (f" (default: {default})" if default else ""),
     )
 
 
