@@ -8,6 +8,17 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same folder, same suffix); on success it is
@@ -16,6 +27,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp
+        if tmp.is_file():
+            # Some writers (safetensors) create private 0600 files; give the result the
+            # permissions a plain open() would have.
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -132,3 +132,14 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="no CUDA"):
             resolve_device("cuda")
+
+
+def test_saved_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from spatial_latent.atomic import _umask
+
+    G = random_generator(TINY_CONFIGS["skip"], seed=0)
+    path = save_generator(G, tmp_path / "g.safetensors")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~_umask()  # safetensors alone makes 0600
