@@ -2,8 +2,9 @@
 
     python bench/demo_model.py --network demo --data builtin:gravel,grass,hubble_deep_field --data-scale 0.5
 
-Prints a table, writes bench/results/demo_model.json, and (with --figures) docs/img/demo_samples.png
-(crops at 1x next to crops from a 4x render) and docs/img/demo_scene.jpg (a large render, tiled).
+Prints a table, writes bench/results/demo_model.json, and (with --figures) docs/img/demo_crops_1x.png
+(renders at the crop size), docs/img/demo_crops_4x.png (renders at 4x) and docs/img/demo_scene.jpg
+(a large render, tiled).
 """
 
 from __future__ import annotations
@@ -22,31 +23,23 @@ from spatial_latent.datasets import CropSampler, load_images  # noqa: E402
 from spatial_latent.field import LatentField  # noqa: E402
 from spatial_latent.images import image_grid, save_picture, to_uint8  # noqa: E402
 from spatial_latent.loading import load_generator  # noqa: E402
-from spatial_latent.metrics import sliced_wasserstein  # noqa: E402
+from spatial_latent.metrics import scale_consistency, sliced_wasserstein  # noqa: E402
 from spatial_latent.spatial import SpatialGenerator, Window  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @torch.no_grad()
-def generated_crops(sg: SpatialGenerator, count: int, crop: int, scale: int, seed: int, per_image: int = 4) -> torch.Tensor:
-    """``count`` crops of ``crop`` px cut at random from padding-free renders ``scale * crop`` px wide,
-    each render from its own latent field (seed + i), at most ``per_image`` crops from one render
-    (so both scales draw on many independent fields: SWD is biased upward by correlated samples)."""
-    per = min(scale * scale, per_image)
-    gen = torch.Generator().manual_seed(seed)
+def field_renders(sg: SpatialGenerator, count: int, side: int, seed: int) -> torch.Tensor:
+    """``[count, 3, side, side]`` padding-free renders, render ``i`` from its own latent field (seed + i)."""
     out = []
-    side = crop * scale
-    for i in range(-(-count // per)):
+    for i in range(count):
         field = LatentField(sg.G, seed=seed + i, correlation=2.0, density=4)
         cells = sg.cells_needed(Window(0, side, 0, side), 4)
         grid = field.grid(cells.size, origin=(cells.y0, cells.x0))
-        shift = -cells.y0 * sg.img_resolution // 4, -cells.x0 * sg.img_resolution // 4
-        img = sg(grid, noise_mode="random", noise_seed=seed + i, window=Window(shift[0], shift[0] + side, shift[1], shift[1] + side))[0]
-        for _ in range(per):
-            y, x = (int(v) for v in torch.randint(0, side - crop + 1, (2,), generator=gen))
-            out.append(img[:, y : y + crop, x : x + crop])
-    return torch.stack(out[:count])
+        sy, sx = -cells.y0 * sg.img_resolution // 4, -cells.x0 * sg.img_resolution // 4
+        out.append(sg(grid, noise_mode="random", noise_seed=seed + i, window=Window(sy, sy + side, sx, sx + side)))
+    return torch.cat(out)
 
 
 def main() -> None:
@@ -56,7 +49,7 @@ def main() -> None:
     p.add_argument("--data-scale", type=float, default=0.5)
     p.add_argument("--crop", type=int, default=32)
     p.add_argument("--count", type=int, default=256, help="crops per SWD set")
-    p.add_argument("--figures", action="store_true", help="write docs/img/demo_samples.png and demo_scene.jpg")
+    p.add_argument("--figures", action="store_true", help="write docs/img/demo_crops_1x.png, demo_crops_4x.png and demo_scene.jpg")
     p.add_argument("--scene", default="1536x512", help="WIDTHxHEIGHT of the large image")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "demo_model.json"), help="JSON results")
     args = p.parse_args()
@@ -71,15 +64,21 @@ def main() -> None:
     floor = sliced_wasserstein(real, real_b)["mean"]
     rows.append({"set": "real vs real (noise floor)", "SWD": floor})
     results["swd_real_vs_real"] = floor
+    renders: dict[int, torch.Tensor] = {}
+
+    def render(scale: int, count: int) -> torch.Tensor:
+        renders[scale] = field_renders(sg, count, args.crop * scale, seed=100)
+        return renders[scale]
+
     for scale in (1, 4):
         t = time.perf_counter()
-        fake = generated_crops(sg, args.count, args.crop, scale, seed=100)
-        swd = sliced_wasserstein(real, fake)["mean"]
+        # At most 4 crops per 4x render, so both scales draw on many independent fields.
+        swd = scale_consistency(render, real, scales=(scale,), seed=100, per_image=4)[scale]
         results[f"swd_{scale}x"] = swd
         rows.append({"set": f"generated at {scale}x the crop size", "SWD": swd, "seconds": time.perf_counter() - t})
-        if args.figures:
-            pics = to_uint8(fake[:32])
-            save_picture(image_grid(pics, cols=16), ROOT / "docs" / "img" / f"demo_crops_{scale}x.png")
+    if args.figures:
+        save_picture(image_grid(to_uint8(renders[1][:32]), cols=16), ROOT / "docs" / "img" / "demo_crops_1x.png")
+        save_picture(image_grid(to_uint8(renders[4][:4]), cols=4), ROOT / "docs" / "img" / "demo_crops_4x.png")
     results["ratio_4x_over_1x"] = results["swd_4x"] / results["swd_1x"]
     rows.append({"set": "ratio 4x / 1x (target <= 1.5)", "SWD": results["ratio_4x_over_1x"]})
     print_table(rows, ["set", "SWD", "seconds"])

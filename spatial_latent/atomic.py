@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 from typing import Iterator
@@ -35,3 +36,10 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` as indented JSON, atomically (values JSON cannot hold become strings)."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+    return Path(path)

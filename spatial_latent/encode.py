@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._version import __version__
+from .atomic import write_json
 from .cli import add_device_arg, add_network_arg, run_cli
 from .errors import InputError, SpatialLatentError
 
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "encoded": results,
         "skipped": failures,
     }
-    _write_json(args.outdir / "summary.json", summary)
+    write_json(args.outdir / "summary.json", summary)
     if not results:
         raise InputError(f"nothing was encoded ({len(failures)} picture(s) skipped; first: {failures[0]['error'] if failures else '-'})")
     for r in results:
@@ -290,16 +290,9 @@ def _encode_batch(batch: list[_Item], G: Any, cfg: Any, encoder: Any, loss_fn: A
         if args.paste_back:
             save_picture(paste_back(it.photo, recon[i], it.transform), out / f"{it.name}_pasted.png")
         record = dict(info, metrics=inv.metrics[i], seconds=inv.seconds / len(batch), steps=cfg.steps, settings=cfg.to_dict())
-        _write_json(out / f"{it.name}_metrics.json", dict(record, loss_curve=[c[i] for c in inv.loss_curve], recon_curve=[c[i] for c in inv.recon_curve]))
+        write_json(out / f"{it.name}_metrics.json", dict(record, loss_curve=[c[i] for c in inv.loss_curve], recon_curve=[c[i] for c in inv.recon_curve]))
         results.append(record)
     return results
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    from .atomic import atomic_write
-
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,10 @@ from typing import Sequence
 
 import torch
 
+from .atomic import write_json
 from .cli import add_device_arg, run_cli
 from .errors import InputError
-from .networks import GeneratorConfig
+from .networks import Generator
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from .datasets import CropSampler, load_images
     from .loading import load_generator, random_generator, resolve_device
-    from .training import Trainer, TrainConfig, read_training_checkpoint, train_config_from
+    from .training import Trainer, TrainConfig, generator_config_from, read_training_checkpoint, swd_by_scale, train_config_from
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,9 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = read_training_checkpoint(args.resume_from)
         cfg = train_config_from(state)
         cfg.steps = args.steps
-        gcfg = dict(state["generator_config"])
-        gcfg["channels"] = {int(k): v for k, v in gcfg["channels"].items()}
-        G = random_generator(GeneratorConfig(**gcfg), seed=cfg.seed)
+        G = Generator(generator_config_from(state))  # weights and w_avg come from the checkpoint
         run = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
         data, data_scale = run.get("data", args.data), run.get("data_scale", args.data_scale)
     else:
@@ -114,17 +113,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer.load_state(state)
         print(f"resumed {args.resume_from} at step {trainer.step_index}")
     run_info = {"data": data, "data_scale": data_scale, "images": names, "train_config": dataclasses.asdict(cfg),
-                "generator": G.config.channels and {"img_resolution": G.img_resolution, "channels": G.config.channels},
+                "generator": {"img_resolution": G.img_resolution, "channels": G.config.channels},
                 "device": str(device), "init": args.init}
-    _write_json(out / "run.json", run_info)
+    write_json(out / "run.json", run_info)
     print(f"training on {len(images)} image(s) ({', '.join(names[:6])}) on {device}; writing to {out}")
 
     t_start = time.perf_counter()
 
     def report(tr: Trainer) -> None:
         _write_samples(tr, out)
-        swd1 = _swd(tr, args.swd_images, 1)
-        swd4 = _swd(tr, args.swd_images, 4)
+        swd = swd_by_scale(tr, count=args.swd_images, scales=(1, 4))
+        swd1, swd4 = swd[1], swd[4]
         rec = {"step": tr.step_index, "swd_1x": swd1, "swd_4x": swd4, "seconds": time.perf_counter() - t_start}
         with open(out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
@@ -165,12 +164,6 @@ def export_generator(trainer, path: Path, run_info: dict) -> Path:
     return write_native(path, G.config, {k: v.detach().cpu() for k, v in G.state_dict().items()}, meta)
 
 
-def _swd(trainer, count: int, scale: int) -> float:
-    from .training import swd_against_real
-
-    return swd_against_real(trainer, count=count, scale=scale)
-
-
 def _write_samples(trainer, out: Path) -> None:
     from .images import image_grid, save_picture, to_uint8
 
@@ -182,13 +175,6 @@ def _write_samples(trainer, out: Path) -> None:
     canvas[: grid.shape[0], : grid.shape[1]] = grid
     canvas[grid.shape[0] + 4 :, : wide.shape[1]] = wide
     save_picture(canvas, out / f"samples_{trainer.step_index:06d}.png")
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    from .atomic import atomic_write
-
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, default=str))
 
 
 if __name__ == "__main__":

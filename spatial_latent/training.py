@@ -20,7 +20,6 @@ import copy
 import dataclasses
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -270,28 +269,24 @@ def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def generator_config_from(state: dict[str, Any]) -> GeneratorConfig:
+    """Inverse of :func:`generator_config_dict` for a checkpoint's ``generator_config``."""
+    d = dict(state["generator_config"])
+    d["channels"] = {int(k): v for k, v in d["channels"].items()}
+    return GeneratorConfig(**d)
+
+
 def train_config_from(state: dict[str, Any]) -> TrainConfig:
     d = dict(state["train_config"])
     d["d_channels"] = {int(k): int(v) for k, v in d.get("d_channels", {}).items()}
     return TrainConfig(**d)
 
 
-def swd_against_real(trainer: Trainer, count: int = 64, scale: int = 1, seed: int = 777, per_image: int = 4) -> float:
-    """SWD (x1e3, mean over levels) of ``count`` generated crops against ``count`` real crops;
-    generated crops are cut at random from images ``scale`` times the crop size, at most
-    ``per_image`` from one image (crops of one image are correlated, which biases SWD upward)."""
-    from .metrics.swd import sliced_wasserstein
+def swd_by_scale(trainer: Trainer, count: int = 64, scales: tuple[int, ...] = (1, 4), seed: int = 777, per_image: int = 4) -> dict[int, float]:
+    """SWD (x1e3, mean over levels) of ``count`` crops cut from EMA renders ``scale`` times the
+    crop size against ``count`` real crops, per scale (see :func:`~spatial_latent.metrics.scale_consistency`)."""
+    from .metrics.swd import scale_consistency
 
     crop = trainer.cfg.crop
     real = trainer.sampler.sample(count, torch.Generator().manual_seed(seed))
-    size = (crop * scale, crop * scale)
-    per = min(scale * scale, per_image)
-    imgs = trainer.samples(math.ceil(count / per), size, seed=seed)
-    gen = torch.Generator().manual_seed(seed + 1)
-    crops = []
-    for img in imgs:
-        for _ in range(per):
-            y, x = (int(v) for v in torch.randint(0, crop * scale - crop + 1, (2,), generator=gen))
-            crops.append(img[:, y : y + crop, x : x + crop])
-    fake = torch.stack(crops[:count])
-    return float(sliced_wasserstein(real, fake, seed=seed)["mean"])
+    return scale_consistency(lambda s, n: trainer.samples(n, (crop * s, crop * s), seed=seed), real, scales, seed=seed, per_image=per_image)
