@@ -260,7 +260,9 @@ def invert(
             callback(step + 1, cfg.steps, means)
 
     with torch.no_grad():
-        final = grid_of(param.detach())
+        # No step taken: return the start itself, not its normalize/denormalize round trip
+        # (which is off by float rounding, so an encoder-only result would not be the encoder's grid).
+        final = grid_of(param.detach()) if cfg.steps > 0 else LatentGrid(start, space=cfg.latent_space, density=cfg.grid_cells)
         images = render(sg, final, noise)
         metrics = image_metrics(images, targets, loss_fn)
     final.extras = {f"noise.{i}": n.detach().clone() for i, n in enumerate(noise)}
