@@ -108,3 +108,31 @@ class CropSampler:
                 crop = crop.flip(-1)
             out.append(crop)
         return torch.stack(out)
+
+
+@dataclass
+class ImageSetSampler:
+    """Whole images (with random horizontal flips) from uint8 ``[N, S, S, 3]``; ``size`` = S."""
+
+    images: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.images.shape[3] != 3 or self.images.shape[1] != self.images.shape[2] or self.images.dtype != np.uint8:
+            raise InputError(f"an image set must be uint8 [N, S, S, 3], got {self.images.dtype} {tuple(self.images.shape)}")
+        if len(self.images) < 2:
+            raise InputError("an image set needs at least 2 images")
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[1])
+
+    def tensors(self, index: np.ndarray) -> torch.Tensor:
+        """``[len(index), 3, S, S]`` in [-1, 1]."""
+        return torch.from_numpy(self.images[index]).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    def sample(self, batch: int, gen: torch.Generator) -> torch.Tensor:
+        """``[batch, 3, S, S]`` drawn with ``gen``."""
+        which = torch.randint(0, len(self.images), (batch,), generator=gen).numpy()
+        x = self.tensors(which)
+        flip = torch.rand(batch, generator=gen) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(-1), x)

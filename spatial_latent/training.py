@@ -1,6 +1,10 @@
-"""Training a padding-free spatial StyleGAN2 on random crops (from scratch or from a checkpoint).
+"""Training a StyleGAN2: padding-free on random crops, or whole aligned images (``mode``).
 
-One step, as in StyleGAN2 with the seed paper's latent distribution:
+``mode='whole'`` is ordinary StyleGAN2 training on whole images (e.g. aligned faces): the
+generator keeps its zero padding (its sense of position), z -> W with style mixing, noise
+inputs, and DiffAugment (:mod:`spatial_latent.augment`) on everything the discriminator sees.
+
+``mode='crops'``: one step, as in StyleGAN2 with the seed paper's latent distribution:
 
 1. a batch of latent grids ``[B, 1, C, h, w]``: white z per cell, smoothed by a Gaussian of
    ``correlation`` cells (closer cells are more dependent, the statistics the same everywhere;
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_write
+from .augment import augment, parse_policy
 from .datasets import CropSampler
 from .discriminator import Discriminator
 from .errors import CheckpointError, InputError
@@ -46,6 +51,9 @@ class TrainConfig:
     """Hyper-parameters of a run (saved in every checkpoint)."""
 
     crop: int = 64  # training crop size (power of two); the discriminator's resolution
+    mode: str = "crops"  # 'crops' (padding-free, random windows) or 'whole' (whole images, zero padding)
+    augment: str = ""  # DiffAugment policy, e.g. 'color,translation,cutout'
+    style_mixing: float = 0.9  # probability of mixing two latents ('whole' mode)
     batch: int = 8
     steps: int = 1000
     lr_g: float = 0.002
@@ -61,6 +69,11 @@ class TrainConfig:
     d_channels: dict[int, int] = field(default_factory=dict)  # default: the generator's widths
 
     def validate(self) -> None:
+        if self.mode not in ("crops", "whole"):
+            raise InputError(f"--mode must be crops or whole, got {self.mode!r}")
+        parse_policy(self.augment)
+        if not 0 <= self.style_mixing <= 1:
+            raise InputError(f"style mixing probability must be in [0, 1], got {self.style_mixing}")
         if self.crop < 8 or self.crop & (self.crop - 1):
             raise InputError(f"--crop must be a power of two >= 8, got {self.crop}")
         if self.batch < 2:
@@ -101,6 +114,8 @@ class Trainer:
             raise InputError("training conditional generators is not supported (the crops carry no labels)")
         if sampler.size != cfg.crop:
             raise InputError(f"crop sampler gives {sampler.size} px crops, config says {cfg.crop}")
+        if cfg.mode == "whole" and cfg.crop != G.img_resolution:
+            raise InputError(f"whole-image training needs images of the generator's {G.img_resolution} px, got {cfg.crop}")
         if not cfg.d_channels:
             cfg.d_channels = default_d_channels(G, cfg.crop)
         self.cfg, self.device, self.sampler = cfg, device, sampler
@@ -113,6 +128,7 @@ class Trainer:
         self.sg = SpatialGenerator(self.G, padding="none")
         self.sg_ema = SpatialGenerator(self.G_ema, padding="none")
         self.taps = gaussian_taps(cfg.correlation).to(torch.float32)
+        self.policy = parse_policy(cfg.augment)
         self.step_index = 0
         self.history: list[dict[str, float]] = []
 
@@ -133,8 +149,27 @@ class Trainer:
         data = wv.reshape(batch, h, w, 1, G.w_dim).permute(0, 3, 4, 1, 2)
         return LatentGrid(data, space="w", density=self.cfg.density)
 
+    def whole_images(self, G: Generator, batch: int, gen: torch.Generator, mixing: float = 0.0) -> torch.Tensor:
+        """``[B, 3, R, R]``: whole images from random z (zero padding), with style mixing."""
+        z = torch.randn(batch, G.z_dim, generator=gen).to(self.device)
+        ws = G.mapping(z, None, num_ws=G.num_ws)
+        if G.training:
+            with torch.no_grad():
+                G.mapping.w_avg.copy_(torch.lerp(ws[:, 0].detach().float().mean(0), G.mapping.w_avg, 0.995))
+        if mixing > 0 and bool(torch.rand((), generator=gen) < mixing):
+            z2 = torch.randn(batch, G.z_dim, generator=gen).to(self.device)
+            cut = int(torch.randint(1, G.num_ws, (1,), generator=gen))
+            ws = torch.cat([ws[:, :cut], G.mapping(z2, None, num_ws=G.num_ws)[:, cut:]], dim=1)
+        noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(noise_seed)  # the noise inputs, reproducibly
+            return G.synthesis(ws, noise_mode="random")
+
     def render(self, sg: SpatialGenerator, batch: int, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
-        """``[B, 3, *size]``: a random window of fresh infinite canvases (padding-free)."""
+        """``[B, 3, *size]``: a random window of fresh infinite canvases (padding-free), or in
+        ``whole`` mode whole images."""
+        if self.cfg.mode == "whole":
+            return self.whole_images(sg.G, batch, gen, self.cfg.style_mixing if sg.G.training else 0.0)
         G, d = sg.G, self.cfg.density
         cell_px = G.img_resolution / d
         oy, ox = (int(v) for v in torch.randint(0, G.img_resolution, (2,), generator=gen))
@@ -164,15 +199,16 @@ class Trainer:
         self.D.requires_grad_(True)
         with torch.no_grad(), self._autocast():
             fake = self.render(self.sg, cfg.batch, crop, _step_generator(cfg.seed, k, 2))
+        aug = _step_generator(cfg.seed, k, 4)
         with self._autocast():
-            logits_fake = self.D(fake.float()).float()
-            logits_real = self.D(real).float()
+            logits_fake = self.D(augment(fake.float(), self.policy, aug)).float()
+            logits_real = self.D(augment(real, self.policy, aug)).float()
         loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         if cfg.r1_gamma > 0 and k % cfg.r1_every == 0:
             real_r1 = real.detach().requires_grad_(True)
-            score = self.D(real_r1).sum()  # fp32: the gradient penalty is sensitive to precision
+            score = self.D(augment(real_r1, self.policy, _step_generator(cfg.seed, k, 5))).sum()  # fp32: the gradient penalty is sensitive to precision
             (grad,) = torch.autograd.grad(score, real_r1, create_graph=True)
             r1 = grad.square().sum(dim=(1, 2, 3)).mean()
             (r1 * (cfg.r1_gamma / 2) * cfg.r1_every).backward()
@@ -187,7 +223,7 @@ class Trainer:
         self.D.requires_grad_(False)
         with self._autocast():
             fake = self.render(self.sg, cfg.batch, crop, _step_generator(cfg.seed, k, 3))
-            loss_g = F.softplus(-self.D(fake.float()).float()).mean()
+            loss_g = F.softplus(-self.D(augment(fake.float(), self.policy, _step_generator(cfg.seed, k, 6))).float()).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
@@ -214,6 +250,8 @@ class Trainer:
     def samples(self, count: int, size: tuple[int, int], seed: int = 12345, ema: bool = True) -> torch.Tensor:
         """``[count, 3, *size]`` from fixed seeds (comparable across checkpoints)."""
         sg = self.sg_ema if ema else self.sg
+        if self.cfg.mode == "whole":
+            return self.whole_images(sg.G, count, _step_generator(seed, 0, 9)).float().cpu()
         out = [self.render(sg, 1, size, _step_generator(seed, i, 9)) for i in range(count)]
         return torch.cat(out).float().cpu()
 
@@ -280,6 +318,15 @@ def train_config_from(state: dict[str, Any]) -> TrainConfig:
     d = dict(state["train_config"])
     d["d_channels"] = {int(k): int(v) for k, v in d.get("d_channels", {}).items()}
     return TrainConfig(**d)
+
+
+def swd_whole(trainer: Trainer, real: torch.Tensor, seed: int = 777) -> float:
+    """SWD (x1e3, mean over levels) of ``len(real)`` EMA images from fixed seeds against ``real``
+    ``[N, 3, R, R]`` (e.g. a validation split)."""
+    from .metrics.swd import sliced_wasserstein
+
+    fake = torch.cat([trainer.samples(min(64, len(real) - i), (trainer.cfg.crop,) * 2, seed=seed + i) for i in range(0, len(real), 64)])
+    return float(sliced_wasserstein(fake, real.float(), seed=seed)["mean"])
 
 
 def swd_by_scale(trainer: Trainer, count: int = 64, scales: tuple[int, ...] = (1, 4), seed: int = 777, per_image: int = 4) -> dict[int, float]:

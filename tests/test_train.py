@@ -149,3 +149,54 @@ def test_fine_tunes_a_pretrained_checkpoint(tmp_path, name):
     assert after.config.channels == before.config.channels
     moved = max((a - b).abs().max().item() for a, b in zip(after.state_dict().values(), before.state_dict().values()))
     assert 0 < moved < 1.0  # one small step away from the pretrained weights
+
+
+def face_like_set(n=24, size=16, seed=0) -> np.ndarray:
+    """Smooth blobs on a plain background: uint8 [n, size, size, 3]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size] / size
+    out = []
+    for _ in range(n):
+        cy, cx = rng.uniform(0.4, 0.6, 2)
+        blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 0.05)
+        col = rng.uniform(80, 220, 3)
+        out.append(np.clip(40 + blob[..., None] * col, 0, 255))
+    return np.stack(out).astype(np.uint8)
+
+
+def make_whole_trainer(steps=4) -> Trainer:
+    from spatial_latent.datasets import ImageSetSampler
+
+    torch.manual_seed(0)
+    G = random_generator(TINY, seed=0)
+    cfg = TrainConfig(mode="whole", augment="color,translation,cutout", crop=16, batch=4, steps=steps, r1_every=2, seed=3)
+    return Trainer(G, ImageSetSampler(face_like_set()), cfg, torch.device("cpu"))
+
+
+def test_whole_image_mode_resumes_exactly(tmp_path):
+    straight = make_whole_trainer()
+    losses = [straight.step()["loss_g"] for _ in range(4)]
+    first = make_whole_trainer()
+    first.step(), first.step()
+    resumed = make_whole_trainer()
+    resumed.load_state(read_training_checkpoint(first.save(tmp_path / "ckpt.pt")))
+    assert train_config_from(read_training_checkpoint(tmp_path / "ckpt.pt")).mode == "whole"
+    resumed_losses = [resumed.step()["loss_g"] for _ in range(2)]
+    assert resumed_losses == losses[2:]
+    for (name, a), b in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
+        assert torch.equal(a, b), name
+    # whole mode renders whole images with the generator's zero padding, from fixed seeds
+    s1, s2 = straight.samples(3, (16, 16)), straight.samples(3, (16, 16))
+    assert s1.shape == (3, 3, 16, 16) and torch.equal(s1, s2)
+
+
+def test_whole_image_mode_checks_sizes_and_policy():
+    from spatial_latent.datasets import ImageSetSampler
+
+    G = random_generator(TINY, seed=0)
+    with pytest.raises(InputError, match="16 px"):
+        Trainer(G, ImageSetSampler(face_like_set(size=32)), TrainConfig(mode="whole", crop=32, batch=4), torch.device("cpu"))
+    with pytest.raises(InputError, match="unknown augmentation 'rotate'"):
+        TrainConfig(mode="whole", augment="color,rotate").validate()
+    with pytest.raises(InputError, match="uint8"):
+        ImageSetSampler(face_like_set().astype(np.float32))
