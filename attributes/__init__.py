@@ -6,7 +6,7 @@
 * :class:`DirectionBank` saves named directions for one generator (``.npz``, no pickles).
 * :func:`edit` / :func:`apply_edits` move a grid along directions inside a mask.
 
-Names are imported lazily so that ``python -m attributes.fit --help`` does no work.
+Names are imported lazily so that ``python -m spatial_latent.fit --help`` does no work.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from __future__ import annotations
 from spatial_latent._lazy import lazy_exports
 
 _LAZY = {
-    "AttributeModel": "model",
+    "AttributeModel": "supervised",
     "Direction": "direction",
     "conditional": "direction",
     "DirectionBank": "bank",
-    "Edit": "edit",
-    "apply_edits": "edit",
-    "strength_series": "edit",
-    "box_mask": "edit",
-    "image_mask": "edit",
-    "cell_mask": "edit",
+    "Edit": "edits",
+    "edit": "edits",
+    "apply_edits": "edits",
+    "strength_series": "edits",
+    "box_mask": "edits",
+    "image_mask": "edits",
+    "cell_mask": "edits",
     "pca_directions": "unsupervised",
     "sefa_directions": "unsupervised",
     "sample_grids": "sampling",

@@ -28,7 +28,7 @@ import torch
 from spatial_latent._version import __version__
 from spatial_latent.atomic import atomic_write
 from spatial_latent.errors import InputError
-from spatial_latent.latent_grid import LatentGrid
+from spatial_latent.latents.grid import LatentGrid
 
 from .direction import Direction, grid_fingerprint
 

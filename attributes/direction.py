@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import torch
 
 from spatial_latent.errors import InputError
-from spatial_latent.latent_grid import SPACES, LatentGrid
+from spatial_latent.latents.grid import SPACES, LatentGrid
 
 # Keys under which a latent file's meta records ``Generator.fingerprint()`` (the encode tool and
 # this package write the first).

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from spatial_latent.errors import InputError
-from spatial_latent.latent_grid import LatentGrid
+from spatial_latent.latents.grid import LatentGrid
 
 from .direction import grid_fingerprint
 
@@ -163,7 +163,7 @@ class FunctionLabeler:
         if self.batched:
             out = _as_scores(self.fn(images), self.name)
         else:
-            from spatial_latent.images import to_uint8
+            from spatial_latent.io.pictures import to_uint8
 
             out = torch.stack([_as_scores(self.fn(p), self.name) for p in to_uint8(images)])
         if out.shape[0] != images.shape[0] or out.ndim not in (1, 3):
@@ -272,7 +272,7 @@ def read_score_csv(path: str | os.PathLike, column: str | None = None) -> tuple[
 
 def latent_path_for(file: Path) -> Path:
     """The latent file of an image: the file itself when it is a ``.safetensors`` latent, else
-    the ``.safetensors`` file beside it with the same stem (what ``attributes.fit
+    the ``.safetensors`` file beside it with the same stem (what ``spatial_latent.fit
     --export-samples`` and the encode tool write)."""
     return file if file.suffix == ".safetensors" else file.with_suffix(".safetensors")
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from spatial_latent.errors import InputError
-from spatial_latent.latent_grid import LatentGrid
-from spatial_latent.spatial import SpatialGenerator
+from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.render.generator import SpatialGenerator
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import torch
 
 from spatial_latent.errors import InputError
-from spatial_latent.latent_grid import LatentGrid
+from spatial_latent.latents.grid import LatentGrid
 
 from .direction import Direction, grid_fingerprint
 
@@ -36,7 +36,7 @@ def pca_directions(
     explained-variance ratio there (metric ``'explained_variance'``). Not per location: all cells
     pooled, one global step.
     """
-    from .model import _check_groups
+    from .supervised import _check_groups
 
     t0 = time.perf_counter()
     x = grids.data.detach().to("cpu", torch.float64)

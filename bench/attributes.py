@@ -40,12 +40,12 @@ machine, print_table, write_json = common.machine, common.print_table, common.wr
 
 import torch  # noqa: E402
 
-from attributes.edit import box_mask, edit  # noqa: E402
+from attributes.edits import box_mask, edit  # noqa: E402
 from attributes.labelers import MapLabeler, RegionLabeler, pixel_stat  # noqa: E402
-from attributes.model import AttributeModel  # noqa: E402
+from attributes.supervised import AttributeModel  # noqa: E402
 from attributes.sampling import sample_grids, sample_labeled  # noqa: E402
-from spatial_latent.loading import load_generator, random_generator, resolve_device  # noqa: E402
-from spatial_latent.spatial import SpatialGenerator  # noqa: E402
+from spatial_latent.checkpoints.loading import load_generator, random_generator, resolve_device  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 
 
 class Both:

@@ -19,12 +19,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, print_table, write_json  # noqa: E402
 
-from spatial_latent.datasets import CropSampler, load_images  # noqa: E402
-from spatial_latent.field import LatentField  # noqa: E402
-from spatial_latent.images import image_grid, save_picture, to_uint8  # noqa: E402
-from spatial_latent.loading import load_generator  # noqa: E402
+from spatial_latent.training.data import CropSampler, load_images  # noqa: E402
+from spatial_latent.latents.field import LatentField  # noqa: E402
+from spatial_latent.io.pictures import image_grid, save_picture, to_uint8  # noqa: E402
+from spatial_latent.checkpoints.loading import load_generator  # noqa: E402
 from spatial_latent.metrics import scale_consistency, sliced_wasserstein  # noqa: E402
-from spatial_latent.spatial import SpatialGenerator, Window  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator, Window  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +84,7 @@ def main() -> None:
     print_table(rows, ["set", "SWD", "seconds"])
     if args.figures:
         w, h = (int(v) for v in args.scene.lower().split("x"))
-        from spatial_latent.tiling import TileSampler
+        from spatial_latent.render.tiles import TileSampler
 
         field = LatentField(G, seed=7, correlation=2.0, density=4)
         out = ROOT / "docs" / "img" / "demo_scene.jpg"

@@ -36,11 +36,11 @@ from encoders.learned import load_encoder  # noqa: E402
 from encoders.losses import ReconstructionLoss, WStats, lpips_backbone_path  # noqa: E402
 from encoders.optimize import OptimizeConfig, image_metrics  # noqa: E402
 from encoders.pipeline import encode  # noqa: E402
-from encoders.train import TrainConfig, train_encoder  # noqa: E402
-from spatial_latent.compose import soft_box  # noqa: E402
-from spatial_latent.latent_grid import LatentGrid  # noqa: E402
-from spatial_latent.loading import load_generator  # noqa: E402
-from spatial_latent.spatial import SpatialGenerator  # noqa: E402
+from encoders.training import TrainConfig, train_encoder  # noqa: E402
+from spatial_latent.latents.compose import soft_box  # noqa: E402
+from spatial_latent.latents.grid import LatentGrid  # noqa: E402
+from spatial_latent.checkpoints.loading import load_generator  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 
 DEFAULT_NETWORK = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan2" / "nvidia_ada_64" / "network-snapshot.pkl"
 

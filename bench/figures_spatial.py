@@ -22,11 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from spatial_latent.compose import compose_faces
-from spatial_latent.images import image_grid, save_picture, to_uint8
-from spatial_latent.latent_grid import LatentGrid
-from spatial_latent.loading import load_generator
-from spatial_latent.spatial import LatentPatch, SpatialGenerator, Window, _Render
+from spatial_latent.latents.compose import compose_faces
+from spatial_latent.io.pictures import image_grid, save_picture, to_uint8
+from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.checkpoints.loading import load_generator
+from spatial_latent.render.generator import LatentPatch, SpatialGenerator, Window, _Render
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan2" / "nvidia_ada_64" / "network-snapshot.pkl"
 GAP = 6  # white pixels between panels

@@ -19,9 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, print_table, write_json  # noqa: E402
 
-from spatial_latent.latent_grid import LatentGrid  # noqa: E402
-from spatial_latent.loading import load_generator  # noqa: E402
-from spatial_latent.spatial import SpatialGenerator  # noqa: E402
+from spatial_latent.latents.grid import LatentGrid  # noqa: E402
+from spatial_latent.checkpoints.loading import load_generator  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 
 SETS = {
     "rosinality_64": "checkpoint.pt",

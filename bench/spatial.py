@@ -25,10 +25,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, print_table, write_json  # noqa: E402
 
-from spatial_latent.compose import compose_faces  # noqa: E402
-from spatial_latent.latent_grid import LatentGrid  # noqa: E402
-from spatial_latent.loading import random_generator, resolve_device  # noqa: E402
-from spatial_latent.spatial import SpatialGenerator  # noqa: E402
+from spatial_latent.latents.compose import compose_faces  # noqa: E402
+from spatial_latent.latents.grid import LatentGrid  # noqa: E402
+from spatial_latent.checkpoints.loading import random_generator, resolve_device  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 
 
 def ffhq_like_config(res: int, max_channels: int) -> dict:

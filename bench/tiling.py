@@ -24,19 +24,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import compare_times, machine, print_table, write_json  # noqa: E402
 
-from spatial_latent.field import LatentField  # noqa: E402
-from spatial_latent.loading import random_generator, resolve_device  # noqa: E402
-from spatial_latent.spatial import SpatialGenerator, Window  # noqa: E402
-from spatial_latent.tiling import TileSampler  # noqa: E402
+from spatial_latent.latents.field import LatentField  # noqa: E402
+from spatial_latent.checkpoints.loading import random_generator, resolve_device  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator, Window  # noqa: E402
+from spatial_latent.render.tiles import TileSampler  # noqa: E402
 
 CONFIG = dict(z_dim=64, w_dim=64, img_resolution=64, channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16}, mapping_layers=2)
 
 PEAK = """
 import re, resource, sys, torch
-from spatial_latent.loading import random_generator
-from spatial_latent.field import LatentField
-from spatial_latent.spatial import SpatialGenerator
-from spatial_latent.tiling import TileSampler
+from spatial_latent.checkpoints.loading import random_generator
+from spatial_latent.latents.field import LatentField
+from spatial_latent.render.generator import SpatialGenerator
+from spatial_latent.render.tiles import TileSampler
 cfg, side, tile, batch, out, dev = eval(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 G = random_generator(cfg).to(dev)
 ts = TileSampler(SpatialGenerator(G, padding="none"), LatentField(G, seed=1), tile=tile, batch=batch)

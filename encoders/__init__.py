@@ -3,10 +3,10 @@
 * :func:`encoders.optimize.invert` — optimization (Adam, StyleGAN2 projector schedule, LPIPS + MSE,
   noise maps, grid-distribution and smoothness regularizers) into a grid, W+ or W;
 * :class:`encoders.learned.GridEncoder` — a pSp-like network image -> per-layer grids, trained by
-  ``python -m encoders.train``;
+  ``python -m spatial_latent.train_encoder``;
 * :func:`encoders.pipeline.encode` — encoder start + N optimization steps (the default pipeline).
 
-Names are imported lazily so that ``python -m encoders.train --help`` stays instant.
+Names are imported lazily so that ``python -m spatial_latent.train_encoder --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ _LAZY = {
     "build_encoder": "learned",
     "load_encoder": "learned",
     "save_encoder": "learned",
-    "train_encoder": "train",
-    "TrainConfig": "train",
+    "train_encoder": "training",
+    "TrainConfig": "training",
     "ReconstructionLoss": "losses",
     "LpipsWeightsError": "losses",
 }

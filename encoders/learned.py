@@ -7,7 +7,7 @@ the shallowest), pooled onto the ``d x d`` cell grid, and a small head predicts 
 latents for its layers. Outputs are offsets from ``w_avg`` in units of W's spread, and the last
 layer of every head starts at zero, so an untrained encoder returns the average latent.
 
-Trained on the generator's own samples (see :mod:`encoders.train`); saved as a ``.pt`` file that
+Trained on the generator's own samples (see :mod:`encoders.training`); saved as a ``.pt`` file that
 holds only tensors, numbers and strings (read back with ``torch.load(weights_only=True)``).
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 
 from spatial_latent.atomic import atomic_write
 from spatial_latent.errors import InputError
-from spatial_latent.latent_grid import LatentGrid
+from spatial_latent.latents.grid import LatentGrid
 
 log = logging.getLogger(__name__)
 

@@ -30,13 +30,13 @@ from typing import Any, Callable
 import torch
 
 from spatial_latent.errors import InputError
-from spatial_latent.latent_grid import LatentGrid
+from spatial_latent.latents.grid import LatentGrid
 from spatial_latent.networks import Generator
-from spatial_latent.spatial import SpatialGenerator
+from spatial_latent.render.generator import SpatialGenerator
 
 from .adam import Adam
 from .losses import LOSSES, LPIPS_NETS, ReconstructionLoss, WStats, grid_distribution_loss, noise_regularization, normalize_noise_, psnr, random_directions, smoothness_loss
-from .render import const_noise, convert_grid, render
+from .noise_maps import const_noise, convert_grid, render
 
 log = logging.getLogger(__name__)
 

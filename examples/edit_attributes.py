@@ -20,7 +20,7 @@ from typing import Sequence
 import torch
 
 from attributes import AttributeModel, DirectionBank, box_mask, get_labeler, strength_series
-from attributes.edit import edit
+from attributes.edits import edit
 from spatial_latent import SpatialGenerator, image_grid, load_generator, resolve_device, save_picture, to_uint8
 from spatial_latent.cli import run_cli
 
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     add_face_args(p)  # --photo, --aligned, --seed, --steps, --loss (see faces.py)
     p.add_argument("--density", type=int, default=8, help="grid cells per image side (default: 8)")
-    p.add_argument("--bank", type=Path, default=None, help="direction bank (.npz from python -m attributes.fit); default: fit one here")
+    p.add_argument("--bank", type=Path, default=None, help="direction bank (.npz from python -m spatial_latent.fit); default: fit one here")
     p.add_argument("--labeler", default="brightness-map", help="what to fit without --bank (default: brightness-map)")
     p.add_argument("--samples", type=int, default=2000, help="generated samples for the fit (default: 2000)")
     p.add_argument("--attr", default=None, help="direction name in the bank (default: the fitted one)")

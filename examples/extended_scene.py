@@ -22,7 +22,7 @@ from tqdm import tqdm
 from spatial_latent import LatentField, SpatialGenerator, TileSampler, load_generator, resolve_device
 from spatial_latent.cli import run_cli
 from spatial_latent.sample import parse_size
-from spatial_latent.tiling import default_tile
+from spatial_latent.render.tiles import default_tile
 
 
 def render(sampler: TileSampler, out: Path, height: int, width: int) -> Path:

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output.exists() and not args.overwrite:
         raise InputError(f"{args.output} exists; pass --overwrite to replace it")
 
-    from .loading import load_generator, save_generator
+    from .checkpoints.loading import load_generator, save_generator
 
     G = load_generator(args.input, device=args.device)
     save_generator(G, args.output)

@@ -10,7 +10,7 @@ Runs offline on the CPU in a few minutes and writes into ``--outdir``:
 - ``bank.npz`` + ``edited.png`` / ``edit_strip.png``: a per-location "brightness" direction
   fitted on the model's own samples, applied to the left half of the encoded grid.
 
-Each step is the same command a user would type (``sample``, ``encode``, ``attributes.fit``,
+Each step is the same command a user would type (``sample``, ``encode``, ``spatial_latent.fit``,
 ``edit``); ``--network`` swaps the model (``tiny`` for a smoke test).
 """
 
@@ -46,9 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import numpy as np
     from PIL import Image
 
-    from attributes import fit
+    from spatial_latent import fit
     from . import edit, encode, sample
-    from .loading import load_generator
+    from .checkpoints.loading import load_generator
 
     out: Path = args.outdir
     out.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
         --attr smile --strength 2 --region 64,128,192,200 --out edited.png --strip strip.png
 
 The latent file is one written by ``LatentGrid.save`` (e.g. by the encode tool); the bank one
-written by ``python -m attributes.fit``. ``--network`` may be left out when the latent's metadata
+written by ``python -m spatial_latent.fit``. ``--network`` may be left out when the latent's metadata
 records it (``meta['network']``); the generator's fingerprint must match the bank's (and the
 latent's ``meta['generator_fingerprint']`` where recorded). Edits add ``strength x direction`` inside a region:
 ``--region x0,y0,x1,y1`` (output pixels; cells partly inside get their covered fraction),
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         "and render the result (plus, optionally, a strip of strengths and the edited latent).",
     )
     p.add_argument("latent", type=Path, help="latent grid file (.safetensors written by LatentGrid.save / the encode tool)")
-    p.add_argument("--bank", type=Path, required=True, help="direction bank (.npz from python -m attributes.fit)")
+    p.add_argument("--bank", type=Path, required=True, help="direction bank (.npz from python -m spatial_latent.fit)")
     p.add_argument("--attr", action="append", default=[], metavar="NAME", help="direction to apply; repeat for several edits at once")
     p.add_argument("--strength", action="append", default=[], type=float, metavar="S", help="one per --attr, or one for all; 1 = one standard deviation of the fitted data (default: 1)")
     p.add_argument("--region", action="append", default=[], metavar="x0,y0,x1,y1", help="box in output pixels; one per --attr, or one for all")
@@ -89,12 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from attributes.direction import grid_fingerprint
-    from attributes.edit import Edit, apply_edits, strength_series
+    from attributes.edits import Edit, apply_edits, strength_series
 
-    from .images import image_grid, save_picture, to_uint8
-    from .latent_grid import LatentGrid
-    from .loading import load_generator
-    from .spatial import SpatialGenerator
+    from .io.pictures import image_grid, save_picture, to_uint8
+    from .latents.grid import LatentGrid
+    from .checkpoints.loading import load_generator
+    from .render.generator import SpatialGenerator
 
     grid = LatentGrid.load(args.latent)
     network = args.network or grid.meta.get("network")
@@ -171,7 +171,7 @@ def _check_args(args: argparse.Namespace, bank: Any) -> dict[str, Any]:
         raise InputError(f"mask not found: {args.mask}")
     layers = None
     if args.layers:
-        from attributes.fit import parse_layers
+        from spatial_latent.fit import parse_layers
 
         layers = parse_layers(args.layers)
     strip = list(args.strip_strengths)
@@ -188,7 +188,7 @@ def _per_attr(values: list[Any], n: int, flag: str) -> list[Any]:
 
 def _mask(args: argparse.Namespace, grid: Any, region: list[float] | None, cell_px: float, size: tuple[int, int]) -> Any:
     """The cell mask ``[h, w]`` of one edit (None = everywhere)."""
-    from attributes.edit import box_mask, cell_mask, image_mask
+    from attributes.edits import box_mask, cell_mask, image_mask
 
     if region is not None:
         return box_mask(grid.cells, region, cell_size=cell_px)

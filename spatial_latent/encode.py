@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_network_arg(p, default="ffhq")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
     p.add_argument("--steps", type=int, default=500, help="optimization steps; 0 = the encoder's grid alone (default: 500)")
-    p.add_argument("--encoder", type=Path, default=None, metavar="PATH", help="learned encoder (from python -m encoders.train) giving the starting grid; default: start from the average latent")
+    p.add_argument("--encoder", type=Path, default=None, metavar="PATH", help="learned encoder (from python -m spatial_latent.train_encoder) giving the starting grid; default: start from the average latent")
     p.add_argument("--space", choices=["grid", "w+", "w"], default="grid", help="grid: a grid of latents per layer (most faithful); w+: one latent per layer; w: one latent (default: grid)")
     p.add_argument("--grid", default="8x8", metavar="NxN", help="cells per image for --space grid (default: 8x8)")
     p.add_argument("--grid-layers", choices=["w+", "w"], default="w+", help="one grid per layer (w+) or one shared by all layers (w) (default: w+)")
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.seed < 2**63:
         raise InputError("--seed must be a non-negative integer")
 
-    from .imageio import list_images
+    from .io.pictures import list_images
 
     paths = list_images(args.inputs)  # before the heavy imports: a typo in a path fails at once
     if not paths:
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from encoders.learned import load_encoder
     from encoders.losses import ReconstructionLoss, WStats
 
-    from .loading import load_generator
+    from .checkpoints.loading import load_generator
 
     G = load_generator(args.network, device=args.device)
     device = G.mapping.w_avg.device
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = WStats.from_generator(G)
     detector = None
     if not args.no_align:
-        from .align import FaceDetector
+        from .faces.align import FaceDetector
 
         detector = FaceDetector(args.detector)
 
@@ -206,8 +206,8 @@ def _unique(name: str, names: set[str]) -> str:
 def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names: set[str]) -> list[_Item]:
     import numpy as np
 
-    from .align import AlignTransform, NoFaceError, face_transform, warp_aligned
-    from .imageio import read_image
+    from .faces.align import AlignTransform, NoFaceError, face_transform, warp_aligned
+    from .io.pictures import read_image
 
     loaded = read_image(path, max_side=args.max_side)
     photo = loaded.pixels
@@ -247,8 +247,8 @@ def _encode_batch(batch: list[_Item], G: Any, cfg: Any, encoder: Any, loss_fn: A
 
     from encoders.pipeline import encode
 
-    from .align import paste_back
-    from .images import save_picture, to_uint8
+    from .faces.align import paste_back
+    from .io.pictures import save_picture, to_uint8
 
     device = G.mapping.w_avg.device
     targets = torch.from_numpy(np.stack([it.aligned for it in batch])).permute(0, 3, 1, 2).to(device, torch.float32) / 127.5 - 1

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list_networks:
-        from .hub import list_networks
+        from .checkpoints.hub import list_networks
 
         for net in list_networks():
             print(f"{net.name:18s} {net.resolution:5d}px  {net.description}")
@@ -50,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from .images import image_grid, save_picture, to_uint8
-    from .loading import load_generator
+    from .io.pictures import image_grid, save_picture, to_uint8
+    from .checkpoints.loading import load_generator
 
     G = load_generator(args.network, device=args.device)
     device = G.mapping.w_avg.device

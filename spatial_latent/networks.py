@@ -3,7 +3,7 @@
 The whole generator lives in this one file so it can be read top to bottom. Parameter and
 buffer names follow NVIDIA's stylegan2-ada-pytorch ``G_ema.state_dict()`` exactly (without the
 constant ``resample_filter`` buffers, which are rebuilt here), so that every foreign checkpoint
-is converted to one canonical layout (see :mod:`spatial_latent.formats`).
+is converted to one canonical layout (see :mod:`spatial_latent.checkpoints.readers`).
 """
 
 from __future__ import annotations

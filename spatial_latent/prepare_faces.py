@@ -3,7 +3,7 @@
     python -m spatial_latent.prepare_faces ../shared/datasets/faces --out faces64.npz --size 64
 
 The cache feeds ``python -m spatial_latent.train --mode whole --data faces64.npz`` and the face
-labeler. See :mod:`spatial_latent.face_data`.
+labeler. See :mod:`spatial_latent.faces.dataset`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm import tqdm
 
     from .errors import InputError
-    from .face_data import prepare_aligned
+    from .faces.dataset import prepare_aligned
 
     if args.out.exists() and not args.overwrite:
         raise InputError(f"{args.out} exists; pass --overwrite to replace it")

@@ -71,11 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from .field import LatentField
-    from .loading import load_generator, resolve_device
-    from .spatial import SpatialGenerator
-    from .deepzoom import DeepZoomOptions
-    from .tiling import TileSampler, check_size, default_tile
+    from .latents.field import LatentField
+    from .checkpoints.loading import load_generator, resolve_device
+    from .render.generator import SpatialGenerator
+    from .io.deepzoom import DeepZoomOptions
+    from .render.tiles import TileSampler, check_size, default_tile
 
     check_size(height, width)
     deepzoom = DeepZoomOptions(tile_size=args.dzi_tile_size, overlap=args.dzi_overlap, format=args.dzi_format, quality=args.quality)

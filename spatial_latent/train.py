@@ -77,10 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tqdm import tqdm
 
-    from .datasets import CropSampler, ImageSetSampler, load_images
-    from .face_data import AlignedFaces
-    from .loading import load_generator, random_generator, resolve_device
-    from .training import Trainer, TrainConfig, generator_config_from, read_training_checkpoint, swd_by_scale, swd_whole, train_config_from
+    from .training.data import CropSampler, ImageSetSampler, load_images
+    from .faces.dataset import AlignedFaces
+    from .checkpoints.loading import load_generator, random_generator, resolve_device
+    from .training.trainer import Trainer, TrainConfig, generator_config_from, read_training_checkpoint, swd_by_scale, swd_whole, train_config_from
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -185,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def export_generator(trainer, path: Path, run_info: dict) -> Path:
     """The EMA generator in the native format, with the training settings in its metadata."""
-    from .formats.native import write_native
+    from .checkpoints.native import write_native
 
     G = trainer.G_ema
     meta = {"fingerprint": G.fingerprint(), "training": json.dumps({"steps": trainer.step_index, **run_info})}
@@ -195,7 +195,7 @@ def export_generator(trainer, path: Path, run_info: dict) -> Path:
 
 
 def _write_samples(trainer, out: Path) -> None:
-    from .images import image_grid, save_picture, to_uint8
+    from .io.pictures import image_grid, save_picture, to_uint8
 
     crop = trainer.cfg.crop
     if trainer.cfg.mode == "whole":

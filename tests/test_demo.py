@@ -10,7 +10,7 @@ from PIL import Image
 
 from spatial_latent.demo import main
 from spatial_latent.errors import CheckpointError
-from spatial_latent.loading import DEMO_MODEL, load_generator
+from spatial_latent.checkpoints.loading import DEMO_MODEL, load_generator
 
 
 def test_demo_writes_scene_roundtrip_and_edit(tmp_path):

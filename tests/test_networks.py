@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from spatial_latent.errors import InputError
-from spatial_latent.loading import random_generator
+from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.networks import Generator, GeneratorConfig
 from support import TINY_CONFIGS
 

@@ -7,7 +7,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from spatial_latent.loading import random_generator
+from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.networks import Generator
 from support import TINY_CONFIGS
 

@@ -1,0 +1,1 @@
+"""Faces: landmark alignment (the FFHQ procedure and model templates) and aligned photo sets."""

@@ -1,0 +1,1 @@
+"""Training generators: the trainer (crops or whole images), data, discriminator and augmentation."""

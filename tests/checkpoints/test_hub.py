@@ -1,0 +1,416 @@
+"""Tests of :mod:`spatial_latent.checkpoints.hub` against a real HTTP server on 127.0.0.1 (no internet)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import logging
+import socket
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spatial_latent.checkpoints import hub
+from spatial_latent.errors import DownloadError, InputError, SpatialLatentError
+
+PAYLOAD = bytes(range(256)) * 1200 + b"end-of-fake-network"  # ~300 kB
+PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
+WRONG_SHA256 = "0" * 64
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from a directory, plus two misbehaving paths; counts every request."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        server: Any = self.server
+        server.hits.append(self.path)
+        if self.path == "/truncated.pkl":
+            # Promise 1000 bytes, send 100, then close the connection.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 100)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if self.path == "/stall.pkl":
+            # Send a little, then stall until the test is over (the client must time out).
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"y" * 10)
+            self.wfile.flush()
+            server.release.wait(10)
+            self.close_connection = True
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        """Keep test output quiet."""
+
+
+@dataclasses.dataclass
+class Server:
+    """A running local HTTP server serving ``root``."""
+
+    root: Path
+    base_url: str
+    hits: list[str]
+
+    def put(self, name: str, data: bytes) -> str:
+        """Write ``data`` as ``root/name`` and return its URL."""
+        (self.root / name).write_bytes(data)
+        return self.url(name)
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_Handler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    hits: list[str] = []
+    release = threading.Event()
+    httpd.hits = hits  # type: ignore[attr-defined]
+    httpd.release = release  # type: ignore[attr-defined]
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield Server(root, f"http://127.0.0.1:{httpd.server_address[1]}", hits)
+    finally:
+        release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def _entry(url: str, sha256: str | None = None, name: str = "testnet") -> hub.KnownNetwork:
+    return hub.KnownNetwork(name, url, sha256, 64, "nvidia-pkl", "a test network")
+
+
+def _fetch(entry: hub.KnownNetwork, cache: Path, **kwargs: Any) -> Path:
+    kwargs.setdefault("progress", False)
+    return hub.fetch(entry.name, cache=cache, registry={entry.name: entry}, **kwargs)
+
+
+def _cache_files(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- successful downloads -------------------------------------------------------------------
+
+
+def test_download_lands_at_cached_path(server: Server, cache: Path) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD), PAYLOAD_SHA256)
+    registry = {entry.name: entry}
+    expected = hub.cached_path(entry.name, cache, registry=registry)
+
+    path = hub.fetch(entry.name, cache=cache, registry=registry, progress=True)
+
+    assert path == expected == cache / "net.pkl"
+    assert path.read_bytes() == PAYLOAD
+    assert _cache_files(cache) == ["net.pkl"]  # no temporary file left behind
+    assert server.hits == ["/net.pkl"]
+
+
+def test_download_creates_nested_cache_dir(server: Server, tmp_path: Path) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD))
+    cache = tmp_path / "a" / "b" / "c"
+    assert _fetch(entry, cache).read_bytes() == PAYLOAD
+
+
+def test_unknown_hash_logs_observed_sha256(
+    server: Server, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD), sha256=None)
+    with caplog.at_level(logging.INFO, logger="spatial_latent.checkpoints.hub"):
+        path = _fetch(entry, cache)
+    assert path.read_bytes() == PAYLOAD
+    assert PAYLOAD_SHA256 in caplog.text
+
+
+def test_uppercase_published_hash_is_accepted(server: Server, cache: Path) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD), PAYLOAD_SHA256.upper())
+    assert entry.sha256 == PAYLOAD_SHA256
+    assert _fetch(entry, cache).read_bytes() == PAYLOAD
+
+
+def test_fetch_entry_without_registry(server: Server, cache: Path) -> None:
+    entry = _entry(server.put("other.pkl", PAYLOAD), PAYLOAD_SHA256, name="not-registered")
+    path = hub.fetch_entry(entry, cache=cache, progress=False)
+    assert path == cache / "other.pkl"
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_fetch_plain_url(server: Server, cache: Path) -> None:
+    url = server.put("my net.pkl", PAYLOAD).replace(" ", "%20")
+    expected = hub.cached_path(url, cache)
+    assert expected.parent == cache
+    assert expected.name.startswith("my_net-") and expected.name.endswith(".pkl")
+
+    assert hub.fetch(url, cache=cache, progress=False) == expected
+    assert expected.read_bytes() == PAYLOAD
+    assert _cache_files(cache) == [expected.name]
+    # Second call: served from the cache, no request.
+    assert hub.fetch(url, cache=cache, progress=False) == expected
+    assert server.hits == ["/my%20net.pkl"]
+
+
+def test_cached_path_of_urls_with_same_basename_differ(cache: Path) -> None:
+    a = hub.cached_path("https://a.example/x/net.pkl", cache)
+    b = hub.cached_path("https://b.example/x/net.pkl", cache)
+    assert a != b
+    assert a == hub.cached_path("https://a.example/x/net.pkl", cache)
+    assert a.suffix == b.suffix == ".pkl"
+
+
+# --- cache hits -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sha256", [PAYLOAD_SHA256, None], ids=["hash-known", "hash-unknown"])
+def test_cached_file_is_returned_without_request(
+    server: Server, cache: Path, sha256: str | None
+) -> None:
+    entry = _entry(server.url("net.pkl"), sha256)  # not even on the server
+    cache.mkdir()
+    (cache / "net.pkl").write_bytes(PAYLOAD)
+    assert _fetch(entry, cache) == cache / "net.pkl"
+    assert server.hits == []
+
+
+def test_cached_file_with_wrong_hash_is_error_and_kept(server: Server, cache: Path) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD), PAYLOAD_SHA256)
+    cache.mkdir()
+    bad = cache / "net.pkl"
+    bad.write_bytes(b"not the network")
+    with pytest.raises(DownloadError) as info:
+        _fetch(entry, cache)
+    message = str(info.value)
+    assert str(bad) in message and "elete" in message and PAYLOAD_SHA256 in message
+    assert bad.read_bytes() == b"not the network"  # the user's file is untouched
+    assert server.hits == []
+
+
+def test_empty_cached_file_is_error(server: Server, cache: Path) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD))
+    cache.mkdir()
+    (cache / "net.pkl").write_bytes(b"")
+    with pytest.raises(DownloadError, match="empty"):
+        _fetch(entry, cache)
+    assert (cache / "net.pkl").exists()
+
+
+# --- failures -------------------------------------------------------------------------------
+
+
+def test_sha256_mismatch(server: Server, cache: Path) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD), WRONG_SHA256)
+    with pytest.raises(DownloadError) as info:
+        _fetch(entry, cache)
+    message = str(info.value)
+    assert "sha256" in message and PAYLOAD_SHA256 in message and WRONG_SHA256 in message
+    assert str(cache / "net.pkl") in message
+    assert _cache_files(cache) == []  # neither the final file nor a temporary one
+
+
+def test_http_404(server: Server, cache: Path) -> None:
+    entry = _entry(server.url("missing.pkl"))
+    with pytest.raises(DownloadError) as info:
+        _fetch(entry, cache)
+    message = str(info.value)
+    assert entry.url in message
+    assert str(hub.cached_path(entry.name, cache, registry={entry.name: entry})) in message
+    assert "404" in message and "'testnet'" in message
+    assert _cache_files(cache) == []
+
+
+def test_unreachable_url(cache: Path) -> None:
+    entry = _entry(f"http://127.0.0.1:{_closed_port()}/x.pkl")
+    expected = hub.cached_path(entry.name, cache, registry={entry.name: entry})
+    with pytest.raises(DownloadError) as info:
+        _fetch(entry, cache, timeout=5)
+    message = str(info.value)
+    assert str(expected) in message
+    assert entry.url in message
+    assert "offline" in message
+    assert _cache_files(cache) == []
+
+
+def test_connection_closed_mid_stream(server: Server, cache: Path) -> None:
+    entry = _entry(server.url("truncated.pkl"))
+    with pytest.raises(DownloadError) as info:
+        _fetch(entry, cache, progress=True)
+    message = str(info.value)
+    assert "100 of 1000" in message and str(cache / "truncated.pkl") in message
+    assert _cache_files(cache) == []
+
+
+def test_read_timeout_mid_stream(server: Server, cache: Path) -> None:
+    entry = _entry(server.url("stall.pkl"))
+    with pytest.raises(DownloadError) as info:
+        _fetch(entry, cache, timeout=0.3)
+    assert "timed out" in str(info.value)
+    assert _cache_files(cache) == []
+
+
+def test_keyboard_interrupt_cleans_up_and_propagates(
+    server: Server, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = _entry(server.put("net.pkl", PAYLOAD))
+    real_urlopen = urllib.request.urlopen
+
+    class InterruptingResponse:
+        """Delivers one chunk, then behaves as if the user pressed Ctrl-C."""
+
+        def __init__(self, response: Any) -> None:
+            self._response = response
+            self.headers = response.headers
+            self._reads = 0
+
+        def __enter__(self) -> InterruptingResponse:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._response.close()
+
+        def read(self, size: int = -1) -> bytes:
+            self._reads += 1
+            if self._reads > 1:
+                raise KeyboardInterrupt
+            return self._response.read(min(size, 1000))
+
+    def fake_urlopen(*args: Any, **kwargs: Any) -> InterruptingResponse:
+        return InterruptingResponse(real_urlopen(*args, **kwargs))
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    with pytest.raises(KeyboardInterrupt):
+        _fetch(entry, cache)
+    assert _cache_files(cache) == []
+
+
+def test_unknown_name_lists_known_names() -> None:
+    with pytest.raises(InputError) as info:
+        hub.fetch("ffhqq", progress=False)
+    message = str(info.value)
+    assert "'ffhqq'" in message and "ffhq-config-f" in message and "church-config-f" in message
+    with pytest.raises(InputError):
+        hub.cached_path("no-such-network")
+    with pytest.raises(InputError, match="scheme"):
+        hub.fetch("ftp://example.org/net.pkl", progress=False)
+
+
+def test_errors_are_toolkit_errors() -> None:
+    assert issubclass(DownloadError, SpatialLatentError)
+    assert issubclass(InputError, SpatialLatentError)
+
+
+# --- cache location -------------------------------------------------------------------------
+
+
+def test_env_var_sets_cache_dir(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_cache = tmp_path / "env-cache"
+    monkeypatch.setenv("SPATIAL_LATENT_CACHE", str(env_cache))
+    assert hub.cache_dir() == env_cache
+    assert hub.cached_path("ffhq") == env_cache / "ffhq.pkl"
+    entry = _entry(server.put("net.pkl", PAYLOAD))
+    path = hub.fetch(entry.name, registry={entry.name: entry}, progress=False)
+    assert path == env_cache / "net.pkl"
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_default_cache_dir_is_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPATIAL_LATENT_CACHE", raising=False)
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: tmp_path / "home"))
+    assert hub.cache_dir() == tmp_path / "home" / ".cache" / "spatial_latent"
+    assert hub.cached_path("ffhq-config-f") == (
+        tmp_path / "home" / ".cache" / "spatial_latent" / "stylegan2-ffhq-config-f.pkl"
+    )
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+
+def test_ffhq_entry() -> None:
+    ffhq = hub.KNOWN_NETWORKS["ffhq"]
+    assert ffhq.url.startswith("https://")
+    assert ffhq.url == "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl"
+    assert ffhq.resolution == 1024
+    assert ffhq.format == "nvidia-pkl"
+
+
+def test_registry_contents() -> None:
+    names = set(hub.KNOWN_NETWORKS)
+    expected = {
+        "ffhq", "metfaces", "afhqcat", "afhqdog", "afhqwild", "brecahad", "cifar10",
+        "ffhq-config-f", "car-config-f", "cat-config-f", "church-config-f", "horse-config-f",
+        "ffhq-1024", "ffhq-512", "ffhq-256", "metfaces-1024", "metfacesu-1024", "afhqv2-512",
+        "celebahq-256", "lsundog-256",
+    }
+    assert expected <= names
+    assert hub.KNOWN_NETWORKS["church-config-f"].format == "tf-pkl"
+    assert hub.KNOWN_NETWORKS["ffhq-256"].resolution == 256
+    assert hub.KNOWN_NETWORKS["ffhq-256"].url.startswith("https://api.ngc.nvidia.com/")
+    filenames = [net.filename for net in hub.list_networks()]
+    assert len(set(filenames)) == len(filenames)  # no two entries share a cache file
+    for name, net in hub.KNOWN_NETWORKS.items():
+        assert net.name == name
+        assert net.url.startswith("https://") and net.url.endswith(".pkl")
+        assert net.format in hub.FORMATS
+        assert net.sha256 is None or len(net.sha256) == 64
+        assert net.resolution in (32, 256, 512, 1024)
+        assert net.description and "\n" not in net.description
+
+
+def test_registry_is_read_only_and_helpers() -> None:
+    with pytest.raises(TypeError):
+        hub.KNOWN_NETWORKS["x"] = hub.KNOWN_NETWORKS["ffhq"]  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hub.KNOWN_NETWORKS["ffhq"].url = "https://evil.example/x.pkl"  # type: ignore[misc]
+    assert hub.list_networks() == list(hub.KNOWN_NETWORKS.values())
+    assert hub.is_known("ffhq") and not hub.is_known("nope")
+    assert not hub.is_known("https://example.org/x.pkl")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sha256": "abc"},
+        {"format": "onnx"},
+        {"url": "ftp://example.org/x.pkl"},
+        {"resolution": 0},
+        {"name": ""},
+    ],
+)
+def test_known_network_validation(kwargs: dict[str, Any]) -> None:
+    fields = {
+        "name": "n", "url": "https://example.org/x.pkl", "sha256": None, "resolution": 256,
+        "format": "nvidia-pkl", "description": "d",
+    }
+    fields.update(kwargs)
+    with pytest.raises(ValueError):
+        hub.KnownNetwork(**fields)
