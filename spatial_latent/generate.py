@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass (default: 8)")
     add_device_arg(p)
-    p.add_argument("--list-networks", action="store_true", help="list the well-known network names and exit")
+    p.add_argument("--list-networks", action="store_true", help="list the network names (built-in, embedded and downloadable) and exit")
     return p
 
 
@@ -36,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list_networks:
         from .checkpoints.hub import list_networks
+        from .checkpoints.loading import builtin_networks
 
+        for name, description in builtin_networks():
+            print(f"{name:18s} built-in  {description}")
         for net in list_networks():
             print(f"{net.name:18s} {net.resolution:5d}px  {net.description}")
         return 0
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoints.loading import load_generator
 
     G = load_generator(args.network, device=args.device)
-    device = G.mapping.w_avg.device
+    device = G.device
     c = None
     if G.c_dim > 0:
         if args.class_idx is None or not 0 <= args.class_idx < G.c_dim:

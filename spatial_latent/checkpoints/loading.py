@@ -1,7 +1,7 @@
 """``load_generator`` / ``save_generator``: any supported checkpoint in, a :class:`Generator` out.
 
-Resolution order for ``load_generator(x)``: a built-in name (``tiny``, untrained; ``demo``, the
-small texture model trained by this project and shipped in the package), a well-known network
+Resolution order for ``load_generator(x)``: a built-in name (``tiny``, untrained; ``demo`` and
+``faces``, small models trained by this project and shipped in the package), a well-known network
 name from :mod:`spatial_latent.checkpoints.hub` (downloaded into the cache), else a path, whose format is
 detected from its bytes: the native safetensors format, NVIDIA ``.pkl`` (PyTorch or
 TensorFlow), or a torch file (rosinality, pSp/e4e, NVIDIA-layout state dict).
@@ -9,6 +9,7 @@ TensorFlow), or a torch file (rosinality, pSp/e4e, NVIDIA-layout state dict).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -25,18 +26,30 @@ BUILTIN_GENERATORS = {
     "tiny": dict(z_dim=64, w_dim=64, img_resolution=32, channels={4: 32, 8: 32, 16: 32, 32: 16}, mapping_layers=2),
 }
 
-# Trained here, shipped inside the package (see spatial_latent/models/DEMO_MODEL_CARD.md).
-DEMO_MODEL = Path(__file__).parent / "weights" / "demo.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Trained here, shipped inside the package; each has a model card beside it in weights/.
+EMBEDDED_MODELS = {
+    "demo": "a 32 px padding-free texture model (gravel, grass, stars) for seamless scenes of any size",
+    "faces": "a 64 px face model trained on 30k aligned CelebA/UTKFace photos (non-commercial research terms)",
+}
+DEMO_MODEL = WEIGHTS_DIR / "demo.safetensors"
+FACES_MODEL = WEIGHTS_DIR / "faces.safetensors"
 
 
-def demo_model_path() -> Path:
-    """Path of the embedded demo generator; a :class:`CheckpointError` when this install lacks it."""
-    if not DEMO_MODEL.is_file():
-        raise CheckpointError(
-            f"the embedded demo model is missing from this install ({DEMO_MODEL}); "
-            "reinstall spatial-latent or train one with python -m spatial_latent.train"
-        )
-    return DEMO_MODEL
+def embedded_model_path(name: str) -> Path:
+    """Path of an embedded generator (``demo``, ``faces``); a :class:`CheckpointError` when this
+    install lacks it."""
+    if name not in EMBEDDED_MODELS:
+        raise InputError(f"{name!r} is not an embedded model; embedded: {', '.join(EMBEDDED_MODELS)}")
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        raise CheckpointError(f"the embedded {name} model is missing from this install ({path}); reinstall spatial-latent")
+    return path
+
+
+def builtin_networks() -> list[tuple[str, str]]:
+    """``(name, description)`` of the networks that need no download: ``tiny`` and the embedded models."""
+    return [("tiny", "untrained, seeded: noise-like images for smoke tests")] + list(EMBEDDED_MODELS.items())
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -93,7 +106,7 @@ def load_generator(path_or_name: str | os.PathLike, device: str | torch.device =
         G = random_generator(BUILTIN_GENERATORS[name])
         G.config.source_format = f"builtin:{name}"
         return G.to(dev)
-    path = demo_model_path() if name == "demo" else Path(name).expanduser()
+    path = embedded_model_path(name) if name in EMBEDDED_MODELS else Path(name).expanduser()
     if not path.exists() and (hub.is_known(name) or name.startswith(("http://", "https://"))):
         path = hub.fetch(name)
     G, w_avg_present = _load_path(path)
@@ -113,8 +126,16 @@ def _load_path(path: Path) -> tuple[Generator, bool]:
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     fmt = detect_format(path)
     if fmt == "safetensors":
-        config, state, _ = read_native(path)
-        return build_generator(config, state, source=str(path)), True
+        config, state, meta = read_native(path)
+        G = build_generator(config, state, source=str(path))
+        if meta.get("align_template"):
+            from ..faces.align import AlignTemplate
+
+            try:
+                G.align_template = AlignTemplate.from_dict(json.loads(meta["align_template"]))
+            except (ValueError, TypeError, InputError) as e:
+                raise CheckpointError(f"{path}: bad alignment template in its metadata ({e})") from None
+        return G, True
     ckpt = read_checkpoint(path)
     state = dict(ckpt.state_dict)
     if not ckpt.w_avg_present:
@@ -123,8 +144,13 @@ def _load_path(path: Path) -> tuple[Generator, bool]:
     return G, ckpt.w_avg_present
 
 
-def save_generator(G: Generator, path: str | os.PathLike) -> Path:
-    """Save ``G`` in the native format (safetensors + JSON config), atomically."""
+def save_generator(G: Generator, path: str | os.PathLike, extra_metadata: dict[str, str] | None = None) -> Path:
+    """Save ``G`` in the native format (safetensors + JSON config), atomically. Its alignment
+    template (faces models) travels in the metadata."""
     from .native import write_native
 
-    return write_native(path, G.config, G.state_dict(), {"fingerprint": G.fingerprint()})
+    meta = {"fingerprint": G.fingerprint()}
+    if G.align_template is not None:
+        meta["align_template"] = json.dumps(G.align_template.to_dict(), sort_keys=True)
+    meta.update(extra_metadata or {})
+    return write_native(path, G.config, G.state_dict(), meta)

@@ -146,3 +146,146 @@ def test_estimated_landmarks_are_flagged() -> None:
     assert face.to_dict()["mouth_estimated"] is True and face.area == 10000
     with pytest.raises(InputError, match="degenerate"):
         ffhq_transform((5, 5), (5, 5), (5, 50), 64)
+
+
+# ----------------------------------------------------------------------------------------------
+# dlib landmarks (the default detector), templates, re-alignment, the aligned photo sets
+
+from spatial_latent.faces.align import FACES, FFHQ, AlignTemplate, face_from_landmarks, get_template, template_transform  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def dlib_detector() -> FaceDetector:
+    pytest.importorskip("dlib", reason="dlib-bin is a dependency; install it to run the landmark tests")
+    return FaceDetector("dlib")
+
+
+def test_dlib_finds_the_astronaut_and_her_68_landmarks(dlib_detector: FaceDetector) -> None:
+    faces = dlib_detector.detect(skimage_data.astronaut())
+    f = faces[0]
+    assert f.detector == "dlib" and f.landmarks.shape == (68, 2) and f.score > 0.5
+    # hand-measured on the picture: eyes (202, 101), (246, 101), mouth (224, 144)
+    assert np.hypot(*(np.array(f.eye_left) - (202, 101))) < 4
+    assert np.hypot(*(np.array(f.eye_right) - (246, 101))) < 4
+    assert np.hypot(*(np.array(f.mouth) - (224, 144))) < 5
+    # the eye centres are the means of points 36-41 and 42-47, the mouth the corners' midpoint
+    np.testing.assert_allclose(f.eye_left, f.landmarks[36:42].mean(0))
+    np.testing.assert_allclose(f.mouth, (f.landmarks[48] + f.landmarks[54]) / 2)
+
+
+def test_sixteen_bit_grayscale_astronaut_picks_her_face_not_the_suit(dlib_detector: FaceDetector, tmp_path) -> None:
+    from PIL import Image
+
+    from spatial_latent.io.pictures import read_image
+
+    gray16 = (skimage_data.astronaut().astype(np.float64).mean(axis=2) * 257).astype(np.uint16)
+    path = tmp_path / "astronaut16.png"
+    Image.fromarray(gray16).save(path)
+    photo = read_image(path).pixels
+    crop, t, face = align_face(photo, 64, detector=dlib_detector)
+    eye_mid = (np.array(face.eye_left) + np.array(face.eye_right)) / 2
+    assert np.hypot(*(eye_mid - (224, 101))) < 6, f"chose the face at {eye_mid}, not the astronaut's"
+    # when other candidates exist they rank below it by the detector's score
+    scores = [f.score for f in dlib_detector.detect(photo)]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_moved_photo_realigns_to_the_same_crop_within_2_percent(dlib_detector: FaceDetector, seed: int) -> None:
+    import cv2
+
+    photo = skimage_data.astronaut()[:300, 100:380]
+    rng = np.random.default_rng(seed)
+    angle, scale = rng.uniform(-20, 20), rng.uniform(0.7, 1.4)
+    h, w = photo.shape[:2]
+    a = math.radians(angle)
+    rot = scale * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+    shift = np.array([w, h]) + rng.uniform(-30, 30, 2)  # centre of a 2x canvas, moved
+    m = np.concatenate([rot, (shift - rot @ np.array([w / 2, h / 2]))[:, None]], axis=1)
+    m_idx = m.copy()
+    m_idx[:, 2] += rot @ np.array([0.5, 0.5]) - 0.5
+    canvas = cv2.warpAffine(photo, m_idx, (2 * w, 2 * h), flags=cv2.INTER_LINEAR, borderValue=(128, 128, 128))
+    _, t0, _ = align_face(photo, 256, detector=dlib_detector)
+    _, t1, _ = align_face(canvas, 256, detector=dlib_detector)
+    carried = t0.quad() @ m[:, :2].T + m[:, 2]
+    side = np.hypot(*(carried[1] - carried[0]))
+    assert np.max(np.hypot(*(t1.quad() - carried).T)) / side < 0.02
+
+
+def test_faces_template_by_hand() -> None:
+    # e2e = (60, 0), e2m = (0, 60): half side max(1.4 * 60, 1.4 * 60) = 84; centre = eye_mid +
+    # 0.4 * e2m = (130, 144); the 168-px square starts at (46, 60).
+    t = template_transform(EYE_L, EYE_R, MOUTH, 64, FACES)
+    np.testing.assert_allclose(t.matrix, [[168 / 64, 0, 46], [0, 168 / 64, 60]], atol=1e-12)
+    assert get_template("faces") is FACES and get_template(FFHQ.to_dict()) == FFHQ
+    assert AlignTemplate.from_dict(FACES.to_dict()) == FACES
+
+
+def test_bad_templates_are_refused() -> None:
+    with pytest.raises(InputError, match="unknown alignment template 'celeb'"):
+        get_template("celeb")
+    with pytest.raises(InputError, match="scales must be positive"):
+        AlignTemplate.from_dict({"name": "x", "eye_scale": -1, "mouth_scale": 1, "centre_shift": 0})
+    with pytest.raises(InputError, match="bad alignment template record"):
+        AlignTemplate.from_dict({"name": "x"})
+
+
+def test_landmarks_to_face() -> None:
+    pts = np.zeros((68, 2))
+    pts[36:42] = (10, 20)
+    pts[42:48] = (30, 20)
+    pts[48], pts[54] = (14, 40), (26, 42)
+    f = face_from_landmarks(pts)
+    assert f.eye_left == (10, 20) and f.eye_right == (30, 20) and f.mouth == (20, 41)
+    with pytest.raises(InputError, match="68 landmarks"):
+        face_from_landmarks(np.zeros((5, 2)))
+
+
+def test_no_face_with_dlib_is_one_clear_error(dlib_detector: FaceDetector) -> None:
+    with pytest.raises(NoFaceError, match="no face found.*--no-align"):
+        align_face(skimage_data.coffee(), 64, detector=dlib_detector)
+    with pytest.raises(InputError, match="RGB uint8"):
+        dlib_detector.detect(np.zeros((10, 10), np.uint8))
+
+
+def test_missing_dlib_names_the_packages(monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib -> ImportError
+    with pytest.raises(InputError, match="pip install dlib-bin face_recognition_models"):
+        FaceDetector("dlib")
+
+
+def test_padding_outside_the_photo_fades_to_the_median_colour() -> None:
+    # a face near the photo's top-left corner: the FFHQ crop leaves the photo, the padding is
+    # reflected, blurred and pulled toward the photo's median, not a hard mirror image
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    photo[:, :, 1] = 200  # a strong median in the green channel
+    t = ffhq_transform((30, 30), (60, 30), (45, 60), 128, (200, 200))
+    out = warp_aligned(photo, t)
+    corner = out[:12, :12].reshape(-1, 3).astype(float)
+    assert np.abs(corner - np.median(photo.reshape(-1, 3), axis=0)).mean() < 12
+    assert corner.std(axis=0).max() < 10  # blurred, not the noisy photo mirrored
+
+
+def test_aligned_photo_set_round_trip(tmp_path, dlib_detector: FaceDetector) -> None:
+    from PIL import Image
+
+    from spatial_latent.faces.dataset import AlignedFaces, is_validation, prepare_aligned
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(skimage_data.astronaut()).save(folder / "sub" / "astronaut.jpg")
+    Image.fromarray(skimage_data.coffee()).save(folder / "coffee.png")
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    faces = prepare_aligned(folder, size=32, template="faces", workers=1)
+    assert faces.images.shape == (1, 32, 32, 3) and list(faces.names) == ["sub/astronaut.jpg"] and faces.skipped == 2
+    # eyes land where the template puts them: 36% down, 0.5 +- 0.25 of the side across
+    el_x, el_y, er_x, er_y = faces.eyes[0]
+    assert abs(el_y - 0.357 * 32) < 1.5 and abs(er_y - el_y) < 1 and abs((er_x - el_x) - 32 / 2.8) < 1.5
+    back = AlignedFaces.load(faces.save(tmp_path / "set.npz"))
+    assert np.array_equal(back.images, faces.images) and back.template == FACES
+    assert bool(back.validation[0]) == is_validation("sub/astronaut.jpg")
+    with pytest.raises(InputError, match="not found"):
+        AlignedFaces.load(tmp_path / "missing.npz")
