@@ -4,20 +4,22 @@ Each sample is a 'w' grid of ``cells`` whose cell latents mix one per-image late
 independent latent per cell, ``w = lerp(w_image, w_cell, cell_mix)``: ``cell_mix = 0`` gives
 ordinary images (every cell equal: a per-location fit cannot tell cells apart), ``1`` gives
 independent cells (the cleanest per-location statistics, but patchwork images for face models).
-The grids are rendered with a :class:`~spatial_latent.spatial.SpatialGenerator` and labeled.
+The grids are rendered with a :class:`~spatial_latent.render.generator.SpatialGenerator` and labeled.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.networks import Generator
 from spatial_latent.render.generator import SpatialGenerator
+from spatial_latent.render.plan import PaddingMode
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def pool_labels(labels: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_grids(
-    G: Any,
+    G: Generator,
     num_samples: int,
     cells: tuple[int, int] = (8, 8),
     density: int = 8,
@@ -57,7 +59,7 @@ def sample_grids(
     if not 0 <= cell_mix <= 1:
         raise InputError(f"cell_mix must be in [0, 1], got {cell_mix}")
     h, w = cells
-    device = G.mapping.w_avg.device
+    device = G.device
     zs, zi, cs = [], [], []
     for i in range(start, start + num_samples):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + i)
@@ -75,7 +77,7 @@ def sample_grids(
 
 @torch.no_grad()
 def sample_labeled(
-    G: Any,
+    G: Generator,
     labeler: Callable[[torch.Tensor], torch.Tensor],
     num_samples: int,
     cells: tuple[int, int] = (8, 8),
@@ -84,7 +86,7 @@ def sample_labeled(
     truncation_psi: float = 1.0,
     seed: int = 0,
     batch_size: int = 64,
-    padding: str = "zero",
+    padding: PaddingMode | str = PaddingMode.ZERO,
     resample: str = "bilinear",
     noise_mode: str = "const",
     progress: bool = False,
@@ -129,5 +131,5 @@ def sample_labeled(
             bar.update(n)
     if bar is not None:
         bar.close()
-    meta = {"generator_fingerprint": fingerprint, "cell_mix": cell_mix, "truncation_psi": truncation_psi, "seed": seed, "padding": padding}
+    meta = {"generator_fingerprint": fingerprint, "cell_mix": cell_mix, "truncation_psi": truncation_psi, "seed": seed, "padding": sg.padding.value}
     return LatentGrid(torch.cat(grids), space="w", density=density, meta=meta), torch.cat(labels)

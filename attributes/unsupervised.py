@@ -18,6 +18,7 @@ import torch
 
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.networks import Generator
 
 from .direction import Direction, grid_fingerprint
 
@@ -100,7 +101,7 @@ def _principal(feats: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     return val.flip(-1)[:, :k], vec.flip(-1)[:, :, :k]
 
 
-def modulated_layers(G: Any) -> list[tuple[int, str, torch.nn.Module]]:
+def modulated_layers(G: Generator) -> list[tuple[int, str, torch.nn.Module]]:
     """``(ws row, name, layer)`` of every style-modulated layer of ``G.synthesis``, in order
     (a toRGB shares its row with the next block's first conv)."""
     out = []
@@ -118,7 +119,7 @@ def modulated_layers(G: Any) -> list[tuple[int, str, torch.nn.Module]]:
     return out
 
 
-def sefa_matrix(G: Any, layers: Sequence[int] | None = None, include_torgb: bool = False) -> torch.Tensor:
+def sefa_matrix(G: Generator, layers: Sequence[int] | None = None, include_torgb: bool = False) -> torch.Tensor:
     """The stacked style-affine weights ``A [sum of outputs, w_dim]`` (weight gain applied) of
     the modulated layers whose ws row is in ``layers`` (default: every row)."""
     mods = modulated_layers(G)
@@ -139,7 +140,7 @@ def sefa_matrix(G: Any, layers: Sequence[int] | None = None, include_torgb: bool
 
 @torch.no_grad()
 def sefa_directions(
-    G: Any,
+    G: Generator,
     num_components: int = 5,
     layers: Sequence[int] | None = None,
     include_torgb: bool = False,
@@ -164,7 +165,7 @@ def sefa_directions(
     vec = vec * torch.sign(vec.gather(1, big[:, None]))
     if scale_samples > 0:
         gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(scale_samples, G.z_dim, generator=gen).to(G.mapping.w_avg.device)
+        z = torch.randn(scale_samples, G.z_dim, generator=gen).to(G.device)
         c = None
         if G.c_dim:
             c = torch.nn.functional.one_hot(torch.randint(G.c_dim, (scale_samples,), generator=gen), G.c_dim).float().to(z.device)

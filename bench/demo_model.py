@@ -24,7 +24,8 @@ from spatial_latent.latents.field import LatentField  # noqa: E402
 from spatial_latent.io.pictures import image_grid, save_picture, to_uint8  # noqa: E402
 from spatial_latent.checkpoints.loading import load_generator  # noqa: E402
 from spatial_latent.metrics import scale_consistency, sliced_wasserstein  # noqa: E402
-from spatial_latent.render.generator import SpatialGenerator, Window  # noqa: E402
+from spatial_latent.latents.window import Window  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

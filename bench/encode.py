@@ -56,7 +56,7 @@ LAYOUTS = {
 def make_targets(G, n_composed: int, n_plain: int, cells: int, seed: int) -> tuple[torch.Tensor, list[str]]:
     """``[n_composed + n_plain, 3, R, R]`` targets in [-1, 1] and their kinds."""
     gen = torch.Generator().manual_seed(seed)
-    device = G.mapping.w_avg.device
+    device = G.device
     sg = SpatialGenerator(G)
     half = cells // 2
     grids = []
@@ -96,7 +96,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     G = load_generator(args.network, device=args.device)
-    device = G.mapping.w_avg.device
+    device = G.device
     targets, kinds = make_targets(G, args.composed, args.plain, args.cells, args.seed)
     use_lpips = lpips_backbone_path("vgg").is_file()
     loss_fn = ReconstructionLoss("mse", device=device)

@@ -26,7 +26,10 @@ from spatial_latent.latents.compose import compose_faces
 from spatial_latent.io.pictures import image_grid, save_picture, to_uint8
 from spatial_latent.latents.grid import LatentGrid
 from spatial_latent.checkpoints.loading import load_generator
-from spatial_latent.render.generator import LatentPatch, SpatialGenerator, Window, _Render
+from spatial_latent.latents.window import Window
+from spatial_latent.render.engine import Render
+from spatial_latent.render.generator import SpatialGenerator
+from spatial_latent.render.plan import LatentPatch
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan2" / "nvidia_ada_64" / "network-snapshot.pkl"
 GAP = 6  # white pixels between panels
@@ -49,7 +52,7 @@ def side_by_side(pics: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-class _ConstRender(_Render):
+class _ConstRender(Render):
     """A render whose 4x4 input is extended over the canvas by another rule (for the figure)."""
 
     rule = "periodic"
@@ -73,7 +76,7 @@ class _ConstRender(_Render):
 def render_rule(sg: SpatialGenerator, grid: LatentGrid, rule: str) -> torch.Tensor:
     H, W = sg.canvas_size(grid)
     patch = LatentPatch(grid.layer_data(sg.num_ws).to(torch.float32))
-    r = _ConstRender(sg, [patch], grid.density, "const", 0, strict=False)
+    r = _ConstRender(sg.G, [patch], grid.density, padding=sg.padding, resample=sg.resample, noise_mode="const")
     r.rule = rule
     return r.same_size((H, W))
 

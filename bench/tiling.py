@@ -26,7 +26,8 @@ from common import compare_times, machine, print_table, write_json  # noqa: E402
 
 from spatial_latent.latents.field import LatentField  # noqa: E402
 from spatial_latent.checkpoints.loading import random_generator, resolve_device  # noqa: E402
-from spatial_latent.render.generator import SpatialGenerator, Window  # noqa: E402
+from spatial_latent.latents.window import Window  # noqa: E402
+from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 from spatial_latent.render.tiles import TileSampler  # noqa: E402
 
 CONFIG = dict(z_dim=64, w_dim=64, img_resolution=64, channels={4: 64, 8: 64, 16: 64, 32: 32, 64: 16}, mapping_layers=2)

@@ -27,6 +27,7 @@ from torch import nn
 from spatial_latent.atomic import atomic_write
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.networks import Generator
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class GridEncoder(nn.Module):
         """Image ``[B, 3, R, R]`` -> a one-image :class:`LatentGrid` (space w+, density = cells)."""
         return LatentGrid(self(img), space="w+", density=self.config.cells)
 
-    def check_generator(self, G: Any) -> None:
+    def check_generator(self, G: Generator) -> None:
         """Raise :class:`InputError` unless this encoder fits ``G`` (resolution, num_ws, w_dim)."""
         cfg = self.config
         if (cfg.img_resolution, cfg.num_ws, cfg.w_dim) != (G.img_resolution, G.num_ws, G.w_dim):
@@ -165,12 +166,12 @@ class GridEncoder(nn.Module):
             )
 
 
-def build_encoder(G: Any, cells: int = 8, base_channels: int = 32, max_channels: int = 256, input_resolution: int = 0, w_scale: float | None = None) -> GridEncoder:
+def build_encoder(G: Generator, cells: int = 8, base_channels: int = 32, max_channels: int = 256, input_resolution: int = 0, w_scale: float | None = None) -> GridEncoder:
     """A fresh encoder for generator ``G`` (its ``w_avg`` and W's spread copied in)."""
     from .losses import WStats
 
     cfg = EncoderConfig(G.img_resolution, G.w_dim, G.num_ws, cells, input_resolution, base_channels, max_channels)
-    enc = GridEncoder(cfg).to(G.mapping.w_avg.device)
+    enc = GridEncoder(cfg).to(G.device)
     with torch.no_grad():
         enc.w_avg.copy_(G.mapping.w_avg)
         enc.w_scale.fill_(w_scale if w_scale is not None else WStats.from_generator(G).scale)
@@ -209,7 +210,7 @@ def read_encoder_file(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", G: Any = None) -> GridEncoder:
+def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", G: Generator | None = None) -> GridEncoder:
     """Read an encoder written by :func:`save_encoder`; with ``G``, check that it fits it."""
     payload = read_encoder_file(path)
     try:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from spatial_latent.errors import DownloadError, InputError
+from spatial_latent.networks import Generator
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +162,9 @@ class WStats:
 
     @classmethod
     @torch.no_grad()
-    def from_generator(cls, G: torch.nn.Module, num_samples: int = 4096, seed: int = 0) -> "WStats":
+    def from_generator(cls, G: Generator, num_samples: int = 4096, seed: int = 0) -> "WStats":
         gen = torch.Generator().manual_seed(seed)
-        device = G.mapping.w_avg.device
+        device = G.device
         z = torch.randn([num_samples, G.z_dim], generator=gen).to(device)
         c = None
         if G.c_dim > 0:

@@ -1,80 +1,44 @@
 """Rendering latent grids with per-image noise maps, and moving grids between spaces and sizes.
 
 Inversion optimizes one noise map per image and layer; :func:`render` passes them to
-:class:`~spatial_latent.spatial.SpatialGenerator` through its ``noise=`` argument (one
+:class:`~spatial_latent.render.generator.SpatialGenerator` through its ``noise=`` argument (one
 ``[B, 1, H_i, W_i]`` map per noise layer, see :meth:`SpatialGenerator.noise_shapes`). Nothing
 about ``G`` is patched, so rendering is thread-safe.
 """
 
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Iterator
-
 import torch
 import torch.nn.functional as F
 
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
-from spatial_latent.networks import Generator, SynthesisLayer
+from spatial_latent.networks import Generator
 from spatial_latent.render.generator import SpatialGenerator
 
 
-def noise_layers(G: Generator) -> list[SynthesisLayer]:
-    """The synthesis layers that take noise, in the order they run (4x4 conv first)."""
-    return SpatialGenerator(G).noise_layers()
-
-
-def noise_shapes(G: Generator, canvas: tuple[int, int]) -> list[tuple[int, int]]:
-    """``(H, W)`` of each noise layer's output for an image canvas ``(H, W)`` at full resolution."""
-    R = G.img_resolution
-    return [(canvas[0] * l.resolution // R, canvas[1] * l.resolution // R) for l in noise_layers(G)]
-
-
 def const_noise(G: Generator, batch: int, canvas: tuple[int, int]) -> list[torch.Tensor]:
-    """The network's stored noise tiled over ``canvas`` (what ``noise_mode='const'`` uses):
-    one ``[batch, 1, H_l, W_l]`` tensor per noise layer (a copy, free to optimize)."""
+    """The network's stored noise tiled over ``canvas`` (``(H, W)`` output pixels; what
+    ``noise_mode='const'`` uses): one ``[batch, 1, H_l, W_l]`` tensor per noise layer, the canvas
+    at that layer's resolution (a copy, free to optimize)."""
+    R = G.img_resolution
     out = []
-    for layer, (h, w) in zip(noise_layers(G), noise_shapes(G, canvas)):
+    for layer in G.synthesis.noise_layers():
         r = layer.resolution
         n = layer.noise_const.detach().to(torch.float32)
-        ys = torch.arange(h, device=n.device) % r
-        xs = torch.arange(w, device=n.device) % r
+        ys = torch.arange(canvas[0] * r // R, device=n.device) % r
+        xs = torch.arange(canvas[1] * r // R, device=n.device) % r
         out.append(n.index_select(0, ys).index_select(1, xs)[None, None].repeat(batch, 1, 1, 1))
     return out
 
 
-def check_noise_maps(G: Generator, maps: list[torch.Tensor]) -> None:
-    """Raise :class:`InputError` unless there is one map per noise layer of ``G``."""
-    layers = noise_layers(G)
-    if len(maps) != len(layers):
-        raise InputError(f"{len(maps)} noise maps given, the generator has {len(layers)} noise layers")
-
-
-@contextlib.contextmanager
-def injected_noise(G: Generator, maps: list[torch.Tensor]) -> Iterator[Callable[[SpatialGenerator, LatentGrid], torch.Tensor]]:
-    """Compatibility helper: checks ``maps`` (one ``[B, 1, H_l, W_l]`` per noise layer) and
-    yields ``draw(sg, grid)``, which renders with them. ``G`` itself is left untouched (earlier
-    versions patched its layers); prefer ``sg(grid, noise=maps)`` or :func:`render`."""
-    check_noise_maps(G, maps)
-
-    def draw(sg: SpatialGenerator, grid: LatentGrid) -> torch.Tensor:
-        if sg.G is not G:
-            raise InputError("injected_noise: the SpatialGenerator wraps a different generator")
-        return render(sg, grid, maps)
-
-    yield draw
-
-
 def render(sg: SpatialGenerator, grid: LatentGrid, noise: list[torch.Tensor] | str = "const") -> torch.Tensor:
     """``sg(grid)`` -> ``[B, 3, H, W]`` with per-image noise maps (a list, see :func:`const_noise`)
-    or a noise mode (``'const'``, ``'random'``, ``'none'``). Differentiable w.r.t. grid and maps."""
+    or a noise mode (``'const'``, ``'random'``, ``'none'``). Differentiable w.r.t. grid and maps.
+    Either padding mode renders the whole canvas with the maps."""
     if isinstance(noise, str):
         return sg(grid, noise_mode=noise)
-    if sg.padding != "zero":
-        raise InputError("per-image noise maps need padding='zero' (whole-canvas rendering)")
-    check_noise_maps(sg.G, noise)
-    return sg(grid, noise=noise)
+    return sg(grid, noise=noise)  # checks one map per noise layer, of the canvas' sizes
 
 
 def resize_cells(data: torch.Tensor, cells: tuple[int, int]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Optimization-based inversion: targets ``[B, 3, R, R]`` -> a :class:`LatentGrid` plus noise maps.
 
-Three parametrizations, all rendered through :class:`~spatial_latent.spatial.SpatialGenerator`
+Three parametrizations, all rendered through :class:`~spatial_latent.render.generator.SpatialGenerator`
 (a one-cell grid is exactly ``G.synthesis``):
 
 * ``'grid'`` — a grid of ``cells x cells`` latents per image (``density = cells``), one grid per
@@ -33,6 +33,7 @@ from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
 from spatial_latent.networks import Generator
 from spatial_latent.render.generator import SpatialGenerator
+from spatial_latent.render.plan import PaddingMode
 
 from .adam import Adam
 from .losses import LOSSES, LPIPS_NETS, ReconstructionLoss, WStats, grid_distribution_loss, noise_regularization, normalize_noise_, psnr, random_directions, smoothness_loss
@@ -138,13 +139,8 @@ class Inversion:
     seconds: float
 
     def noise_maps(self) -> list[torch.Tensor]:
-        return noise_from_extras(self.grid.extras)
-
-
-def noise_from_extras(extras: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    """The ``noise.<i>`` tensors of a grid's extras, in layer order."""
-    keys = sorted((k for k in extras if k.startswith("noise.")), key=lambda k: int(k.split(".")[1]))
-    return [extras[k] for k in keys]
+        """The optimized noise maps, one ``[B, 1, H_i, W_i]`` per noise layer (see :meth:`LatentGrid.noise_maps`)."""
+        return self.grid.noise_maps() or []
 
 
 def learning_rate(step: int, steps: int, cfg: OptimizeConfig) -> float:
@@ -189,14 +185,14 @@ def invert(
     cfg.validate()
     cfg = cfg.resolved("w_avg" if init is None else "given")
     check_targets(G, targets)
-    device = G.mapping.w_avg.device
+    device = G.device
     targets = targets.to(device, torch.float32)
     b, R = targets.shape[0], G.img_resolution
     t0 = time.perf_counter()
     if loss_fn is None:
         loss_fn = ReconstructionLoss(cfg.loss, cfg.lpips_net, cfg.mse_weight, cfg.lpips_weight, device=device)
     stats = stats or WStats.from_generator(G)
-    sg = SpatialGenerator(G, padding="zero")
+    sg = SpatialGenerator(G, padding=PaddingMode.ZERO)
     cells = (cfg.grid_cells, cfg.grid_cells)
     if init is None:
         init = G.mapping.w_avg.detach().view(1, 1, -1, 1, 1).expand(b, 1, -1, 1, 1)

@@ -33,7 +33,7 @@ def encode(
     if encoder is not None:
         encoder.check_generator(G)
         with torch.no_grad():
-            init = encoder(targets.to(G.mapping.w_avg.device, torch.float32))
+            init = encoder(targets.to(G.device, torch.float32))
     inv = invert(G, targets, config, init=init, loss_fn=loss_fn, stats=stats, callback=callback)
     inv.grid.meta["start"] = "encoder" if encoder is not None else "w_avg"
     return inv

@@ -27,9 +27,12 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from spatial_latent.errors import InputError
+
+if TYPE_CHECKING:  # the command imports this module lightly: torch-heavy names for type checkers only
+    from spatial_latent.networks import Generator
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ def iteration_generator(seed: int, it: int) -> "Any":
     return torch.Generator().manual_seed((seed * 1_000_003 + it) % (2**63))
 
 
-def sample_grids(G: Any, batch: int, cells: int, gen: Any, mix: Sequence[float] = (0.3, 0.2, 0.3, 0.2), psi_min: float = 0.7) -> Any:
+def sample_grids(G: Generator, batch: int, cells: int, gen: Any, mix: Sequence[float] = (0.3, 0.2, 0.3, 0.2), psi_min: float = 0.7) -> Any:
     """A batch of training latents ``[batch, num_ws, C, cells, cells]`` (see the module docstring).
 
     All randomness comes from the CPU generator ``gen``.
@@ -109,7 +112,7 @@ def sample_grids(G: Any, batch: int, cells: int, gen: Any, mix: Sequence[float] 
 
     from .noise_maps import resize_cells
 
-    device = G.mapping.w_avg.device
+    device = G.device
     num_ws, d = G.num_ws, cells
     kinds = torch.multinomial(torch.tensor(mix, dtype=torch.float64), batch, replacement=True, generator=gen).tolist()
 
@@ -192,7 +195,7 @@ def center_square(img: Any, size: int) -> Any:
 
 
 def train_encoder(
-    G: Any,
+    G: Generator,
     config: TrainConfig,
     out: str | os.PathLike,
     resume: bool = False,
@@ -215,7 +218,7 @@ def train_encoder(
     cfg = config
     cfg.validate()
     out = Path(out)
-    device = G.mapping.w_avg.device
+    device = G.device
     fingerprint = G.fingerprint()
     start = 0
     history: list[dict[str, float]] = []

@@ -34,7 +34,7 @@ def load_photo(path: str, size: int, aligned: bool = False) -> torch.Tensor:
 def face_target(G: Generator, args: argparse.Namespace) -> torch.Tensor:
     """``--photo`` loaded, or the face of ``--seed`` (as ``python -m spatial_latent.generate``
     draws it, truncation 0.7): ``[1, 3, R, R]`` on G's device."""
-    device = G.mapping.w_avg.device
+    device = G.device
     if args.photo:
         return load_photo(args.photo, G.img_resolution, args.aligned).to(device)
     z = torch.from_numpy(np.random.RandomState(args.seed).randn(1, G.z_dim)).float()
@@ -49,4 +49,4 @@ def encode_face(G: Generator, args: argparse.Namespace, cells: int) -> LatentGri
     face when rendered.
     """
     cfg = OptimizeConfig(steps=args.steps, space="grid", cells=cells, loss=args.loss, optimize_noise=False)
-    return encode(G, face_target(G, args), cfg).grid.to(G.mapping.w_avg.device)
+    return encode(G, face_target(G, args), cfg).grid.to(G.device)

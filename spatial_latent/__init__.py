@@ -6,8 +6,31 @@ Public entry points are imported lazily so that ``python -m spatial_latent.<cli>
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._lazy import lazy_exports
 from ._version import __version__
+
+if TYPE_CHECKING:  # type checkers see the real types; at run time _LAZY imports them on first use
+    from .checkpoints.loading import load_generator, resolve_device, save_generator
+    from .errors import (
+        CheckpointError,
+        DownloadError,
+        InputError,
+        SpatialLatentError,
+        UnsafePickleError,
+        UnsupportedCheckpointError,
+    )
+    from .faces.align import align_face
+    from .io.pictures import image_grid, read_image, save_picture, to_uint8
+    from .latents.compose import compose_faces, copy_cells
+    from .latents.field import LatentField
+    from .latents.grid import LatentGrid
+    from .latents.window import Window
+    from .networks import Generator, GeneratorConfig
+    from .render.generator import SpatialGenerator
+    from .render.plan import PaddingMode
+    from .render.tiles import TileSampler
 
 _LAZY = {
     "Generator": "networks",
@@ -17,7 +40,8 @@ _LAZY = {
     "resolve_device": "checkpoints.loading",
     "LatentGrid": "latents.grid",
     "SpatialGenerator": "render.generator",
-    "Window": "render.generator",
+    "Window": "latents.window",
+    "PaddingMode": "render.plan",
     "compose_faces": "latents.compose",
     "copy_cells": "latents.compose",
     "LatentField": "latents.field",

@@ -24,12 +24,15 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ._version import __version__
 from .atomic import write_json
 from .cli import add_device_arg, add_network_arg, run_cli
 from .errors import InputError, SpatialLatentError
+
+if TYPE_CHECKING:  # imported lazily at run time, so that --help does no work
+    from .networks import Generator
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoints.loading import load_generator
 
     G = load_generator(args.network, device=args.device)
-    device = G.mapping.w_avg.device
+    device = G.device
     loss_fn = ReconstructionLoss(cfg.loss, cfg.lpips_net, cfg.mse_weight, cfg.lpips_weight, device=device)
     encoder = load_encoder(args.encoder, device=device, G=G) if args.encoder else None
     if cfg.steps == 0 and encoder is None:
@@ -240,7 +243,7 @@ def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names:
     return items
 
 
-def _encode_batch(batch: list[_Item], G: Any, cfg: Any, encoder: Any, loss_fn: Any, stats: Any, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
+def _encode_batch(batch: list[_Item], G: Generator, cfg: Any, encoder: Any, loss_fn: Any, stats: Any, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -250,7 +253,7 @@ def _encode_batch(batch: list[_Item], G: Any, cfg: Any, encoder: Any, loss_fn: A
     from .faces.align import paste_back
     from .io.pictures import save_picture, to_uint8
 
-    device = G.mapping.w_avg.device
+    device = G.device
     targets = torch.from_numpy(np.stack([it.aligned for it in batch])).permute(0, 3, 1, 2).to(device, torch.float32) / 127.5 - 1
     bar = tqdm(total=cfg.steps, desc=label, unit="step", dynamic_ncols=True, disable=cfg.steps == 0)
 

@@ -193,8 +193,9 @@ class MappingNetwork(nn.Module):
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (optionally upsampling 2x) + noise + bias + leaky ReLU.
 
-    ``forward(x [N, I, H, W], w [N, w_dim] or [N, w_dim, H, W]) -> [N, O, H*up, W*up]`` (same
-    padding), or smaller by ``kernel_size - 1`` with ``padding=0``.
+    ``forward(x [N, I, H, W], w [N, w_dim]) -> [N, O, H*up, W*up]`` (same padding), or smaller by
+    ``kernel_size - 1`` with ``padding=0``. Per-location styles are the render engine's job
+    (:mod:`spatial_latent.render.engine`); it reads this layer's weights.
     """
 
     def __init__(
@@ -247,9 +248,8 @@ class SynthesisLayer(nn.Module):
         gain: float = 1.0,
         padding: int | None = None,
     ) -> torch.Tensor:
-        """The layer given its styles (``[N, I]`` or per location ``[N, I, H, W]`` on ``x``'s grid)
-        and unit-variance ``noise`` broadcastable to the output (scaled here by ``noise_strength``).
-        ``padding=0`` makes the convolution valid (padding-free generation)."""
+        """The layer given its styles ``[N, I]`` and unit-variance ``noise`` broadcastable to the
+        output (scaled here by ``noise_strength``). ``padding=0`` makes the convolution valid."""
         if noise is not None:
             noise = noise * self.noise_strength
         x = modulated_conv2d(
@@ -405,6 +405,16 @@ class SynthesisNetwork(nn.Module):
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
+    def noise_layers(self) -> list[SynthesisLayer]:
+        """The layers that take noise, in the order they run (the 4x4 conv first): one per ws row
+        but the last, ``num_ws - 1`` in all. Index ``i`` is noise map ``i`` of a spatial render."""
+        layers = []
+        for block in self.blocks():
+            if block.in_channels != 0:
+                layers.append(block.conv0)
+            layers.append(block.conv1)
+        return layers
+
     def block_ws(self, ws: torch.Tensor) -> list[torch.Tensor]:
         """Split ``[N, num_ws, ...]`` into each block's slice; a toRGB shares its row with the next conv."""
         out, idx = [], 0
@@ -458,6 +468,11 @@ class Generator(nn.Module):
     img_resolution = property(lambda self: self.config.img_resolution)
     img_channels = property(lambda self: self.config.img_channels)
 
+    @property
+    def device(self) -> torch.device:
+        """The device the generator's weights live on."""
+        return self.mapping.w_avg.device
+
     def map(
         self,
         z: torch.Tensor,
@@ -493,7 +508,7 @@ class Generator(nn.Module):
     def compute_w_avg(self, num_samples: int = 10000, seed: int = 0, batch_size: int = 1000) -> torch.Tensor:
         """Mean of the mapping output over seeded random z (and random one-hot labels); ``[w_dim]``."""
         gen = torch.Generator().manual_seed(seed)
-        device = self.mapping.w_avg.device
+        device = self.device
         total = torch.zeros([self.w_dim], dtype=torch.float64)
         done = 0
         while done < num_samples:

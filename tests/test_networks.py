@@ -128,3 +128,23 @@ def test_gradients_flow_to_ws() -> None:
     ws = G.map(torch.randn(1, G.z_dim)).detach().requires_grad_(True)
     G.synthesis(ws).square().mean().backward()
     assert ws.grad is not None and (ws.grad.abs().sum(dim=2) > 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(TINY_CONFIGS))
+def test_noise_layers_are_the_layers_that_take_noise_in_run_order(name: str) -> None:
+    G = random_generator(TINY_CONFIGS[name])
+    ran: list[torch.nn.Module] = []
+    takes_noise = [m for m in G.modules() if hasattr(m, "noise_const")]
+    hooks = [m.register_forward_hook(lambda m, *_: ran.append(m)) for m in takes_noise]
+    G.synthesis(G.map(torch.randn(1, G.z_dim), torch.eye(G.c_dim)[:1] if G.c_dim else None))
+    for h in hooks:
+        h.remove()
+    layers = G.synthesis.noise_layers()
+    assert len(layers) == G.num_ws - 1 == len(takes_noise)
+    assert [id(m) for m in layers] == [id(m) for m in ran]
+
+
+def test_device_is_where_the_weights_are() -> None:
+    G = random_generator(TINY_CONFIGS["skip"])
+    assert G.device == torch.device("cpu")
+    assert G.to("meta").device.type == "meta"

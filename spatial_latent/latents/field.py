@@ -27,7 +27,7 @@ from ..errors import InputError
 from .grid import LatentGrid
 from ..networks import Generator
 from ..render.noise import coordinate_normals
-from ..render.generator import Window
+from .window import Window
 
 FIELD_STREAM = 0x5F1E1D  # keeps field noise independent of synthesis-layer noise streams
 
@@ -98,7 +98,7 @@ class LatentField:
 
     @property
     def device(self) -> torch.device:
-        return self.G.mapping.w_avg.device
+        return self.G.device
 
     def z(self, win: Window, seed: int) -> torch.Tensor:
         """Correlated unit-variance z ``[z_dim, h, w]`` for the cells of ``win``."""

@@ -1,8 +1,8 @@
 """Fréchet Inception Distance, for users who have the Inception-v3 weights.
 
 The weights cannot be fetched here (no network); :func:`load_inception` looks for a torchvision
-``inception_v3`` state dict at the path given, or at ``$SPATIAL_LATENT_CACHE/inception_v3.pth``
-(default cache ``~/.cache/spatial_latent``), and raises :class:`FIDUnavailable` with one line
+``inception_v3`` state dict at the path given, or as ``inception_v3.pth`` in the download cache
+(:func:`spatial_latent.checkpoints.hub.cache_dir`), and raises :class:`FIDUnavailable` with one line
 saying where to put it. Nothing continues with a randomly initialised network.
 Numbers are comparable between runs of this toolkit, not with other FID implementations
 (which use the TF-ported weights and their own resizing).
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checkpoints.hub import cache_dir
 from ..errors import SpatialLatentError
 
 WEIGHTS_NAME = "inception_v3.pth"
@@ -27,8 +28,8 @@ class FIDUnavailable(SpatialLatentError):
 
 
 def default_weights_path() -> Path:
-    root = Path(os.environ.get("SPATIAL_LATENT_CACHE", Path.home() / ".cache" / "spatial_latent"))
-    return root / WEIGHTS_NAME
+    """Where the Inception weights are looked for: ``inception_v3.pth`` in the download cache."""
+    return cache_dir() / WEIGHTS_NAME
 
 
 def load_inception(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:

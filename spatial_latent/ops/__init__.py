@@ -9,14 +9,13 @@ the module and ``spatial_latent.ops.upfirdn2d`` always the function.
 
 from .activation import bias_act, bias_act_reference
 from .conv import conv2d_resample
-from .modconv import demodulation_map, modulated_conv2d
+from .modconv import modulated_conv2d
 from .fir import downsample2d, make_filter, upfirdn2d, upfirdn2d_reference, upsample2d
 
 __all__ = [
     "bias_act",
     "bias_act_reference",
     "conv2d_resample",
-    "demodulation_map",
     "downsample2d",
     "make_filter",
     "modulated_conv2d",

@@ -1,8 +1,8 @@
 """``TileSampler``: arbitrarily large seamless images, tile by tile, with flat memory.
 
 The canvas is split into ``tile x tile`` pixel tiles. Each tile is rendered padding-free
-(:class:`~spatial_latent.spatial.SpatialGenerator` with ``padding='none'``) from the cells of
-a :class:`~spatial_latent.field.LatentField` that its receptive field needs, so every tile
+(:class:`~spatial_latent.render.generator.SpatialGenerator` with ``padding='none'``) from the
+cells of a :class:`~spatial_latent.latents.field.LatentField` that its receptive field needs, so every tile
 carries exactly the margin the network needs and the stitched image equals a one-shot render of
 the same field (to float rounding). Tiles are rendered in batches of different positions;
 memory depends on the tile and batch size only, never on the canvas size.
@@ -25,7 +25,9 @@ from ..io.deepzoom import DeepZoomOptions
 from ..errors import InputError
 from ..latents.field import LatentField
 from ..io.pictures import to_uint8
-from .generator import LatentPatch, SpatialGenerator, Window
+from ..latents.window import Window
+from .generator import SpatialGenerator
+from .plan import LatentPatch
 from ..io.tile_store import TileStore, assemble, check_output
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class TileSampler:
         noise_mode: str = "random",
         noise_seed: int | None = None,
     ) -> None:
-        if sg.padding != "none":
+        if not sg.padding.tileable:
             raise InputError("tiling needs a padding-free SpatialGenerator (padding='none')")
         step = sg.img_resolution // 4
         if tile < step or tile % step:

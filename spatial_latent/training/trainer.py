@@ -8,9 +8,9 @@ inputs, and DiffAugment (:mod:`spatial_latent.training.augment`) on everything t
 
 1. a batch of latent grids ``[B, 1, C, h, w]``: white z per cell, smoothed by a Gaussian of
    ``correlation`` cells (closer cells are more dependent, the statistics the same everywhere;
-   the same construction as :class:`~spatial_latent.field.LatentField`), mapped cell by cell;
+   the same construction as :class:`~spatial_latent.latents.field.LatentField`), mapped cell by cell;
 2. a random ``crop x crop`` window of the infinite canvas rendered padding-free by
-   :class:`~spatial_latent.spatial.SpatialGenerator` (per-location styles, coordinate noise);
+   :class:`~spatial_latent.render.generator.SpatialGenerator` (per-location styles, coordinate noise);
 3. the StyleGAN2 residual discriminator on generated and real random crops, non-saturating
    logistic loss, lazy R1 on reals, Adam (0, 0.99), an EMA copy of the generator.
 
@@ -39,7 +39,8 @@ from ..errors import CheckpointError, InputError
 from ..latents.field import gaussian_taps
 from ..latents.grid import LatentGrid
 from ..networks import Generator, GeneratorConfig
-from ..render.generator import SpatialGenerator, Window
+from ..latents.window import Window
+from ..render.generator import SpatialGenerator
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from encoders.optimize import Inversion, OptimizeConfig, invert, learning_rate, noise_from_extras
-from encoders.noise_maps import const_noise, convert_grid, injected_noise, noise_layers, render
+from encoders.optimize import Inversion, OptimizeConfig, invert, learning_rate
+from encoders.noise_maps import const_noise, convert_grid, render
 from spatial_latent.latents.compose import soft_box
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
@@ -38,15 +38,26 @@ def test_render_with_stored_noise_equals_const_mode(G: Generator) -> None:
     grid = LatentGrid.from_w(ws, cells=(2, 2), density=2)
     sg = SpatialGenerator(G)
     maps = const_noise(G, 2, (G.img_resolution,) * 2)
-    assert len(maps) == len(noise_layers(G)) == G.num_ws - 1
+    assert len(maps) == len(G.synthesis.noise_layers()) == G.num_ws - 1
     with torch.no_grad():
         assert torch.equal(render(sg, grid, maps), sg(grid, noise_mode="const"))
         maps[-1] = torch.randn_like(maps[-1])  # the last layer's noise changes the picture ...
         assert (render(sg, grid, maps) - sg(grid)).abs().max() > 1e-2
         assert torch.equal(sg(grid, noise_mode="const"), render(sg, grid, const_noise(G, 2, (G.img_resolution,) * 2)))  # ... only there
     with pytest.raises(InputError, match="noise maps"):
-        with injected_noise(G, maps[:-1]):
-            pass
+        render(sg, grid, maps[:-1])
+
+
+@torch.no_grad()
+def test_noise_maps_render_in_either_padding_mode(G: Generator) -> None:
+    # The renderer takes per-image maps padding-free as well (windows beyond the canvas read
+    # them periodically), so the encoders' render helper must not refuse them.
+    grid = LatentGrid.from_w(G.map(torch.randn(2, G.z_dim)), cells=(2, 2), density=2)
+    maps = const_noise(G, 2, (G.img_resolution,) * 2)
+    free = SpatialGenerator(G, padding="none")
+    assert torch.equal(render(free, grid, maps), free(grid, noise=maps))
+    maps[-1] = torch.randn_like(maps[-1])
+    assert (render(free, grid, maps) - free(grid, noise_mode="const")).abs().max() > 1e-2
 
 
 def test_grid_inversion_reduces_the_loss_and_keeps_noise_maps(G: Generator) -> None:
@@ -77,7 +88,7 @@ def test_saved_latent_reproduces_the_reconstruction(G: Generator, tmp_path: Path
     back = LatentGrid.load(tmp_path / "x.latent.safetensors")
     assert back.meta["optimize"]["loss"] == "mse"
     with torch.no_grad():
-        again = render(SpatialGenerator(G), back, noise_from_extras(back.extras))
+        again = render(SpatialGenerator(G), back, back.noise_maps())
     assert (again - inv.images).abs().max() < 1e-5
 
 

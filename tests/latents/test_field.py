@@ -8,7 +8,7 @@ import torch
 from spatial_latent.errors import InputError
 from spatial_latent.latents.field import LatentField
 from spatial_latent.checkpoints.loading import random_generator
-from spatial_latent.render.generator import Window
+from spatial_latent.latents.window import Window
 from support import TINY_CONFIGS
 
 

@@ -12,7 +12,9 @@ from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
 from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.networks import Generator
-from spatial_latent.render.generator import SpatialGenerator, Window, sample_cells
+from spatial_latent.latents.window import Window
+from spatial_latent.render.generator import SpatialGenerator
+from spatial_latent.render.plan import LatentPatch, PaddingMode
 from support import TINY_CONFIGS
 
 TOL = 1e-4
@@ -135,15 +137,6 @@ def test_noise_is_seeded_by_position() -> None:
     assert (a - sg(grid, noise_mode="random", noise_seed=2)).abs().max() > 1e-3
 
 
-def test_sample_cells_is_window_independent() -> None:
-    cells = torch.randn(1, 3, 5, 7)
-    for res, density in [(16, 4), (4, 16), (8, 8), (2, 4)]:
-        for mode in ("nearest", "bilinear"):
-            full = sample_cells(cells, density, res, Window(-3, 30, -2, 40), mode)
-            part = sample_cells(cells, density, res, Window(4, 11, 9, 20), mode)
-            assert torch.equal(full[..., 7:14, 11:22], part)
-
-
 def test_bad_grids_are_clear_errors() -> None:
     G = noisy_generator("skip")
     sg = SpatialGenerator(G)
@@ -173,38 +166,6 @@ def test_absurd_sizes_fail_fast_before_any_work() -> None:
     with pytest.raises(InputError, match="TileSampler"):
         SpatialGenerator(G, padding="none")(huge, window=(0, 10**6, 0, 10**6))
     assert time.perf_counter() - t < 5.0
-
-
-@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
-def test_matrix_resampling_equals_sample_cells_and_squares(mode: str) -> None:
-    # The render resamples with dense weight matrices; styles must equal sample_cells, and the
-    # demodulation sum from pair products must equal the sum of the squared style map.
-    from spatial_latent.render.generator import _pair_products, _resample, axis_weights
-
-    gen = torch.Generator().manual_seed(3)
-    cells = torch.randn(2, 5, 3, 4, generator=gen)
-    wsq = torch.rand(6, 5, generator=gen)
-    for res, density, win, origin in [(16, 4, Window(-5, 19, -3, 21), (0, 0)), (8, 2, Window(3, 9, 0, 14), (1, -2)), (4, 8, Window(0, 2, -1, 3), (0, 0))]:
-        def w(axis: int, span: tuple[int, int], up: int = 1, pairs: bool = False) -> torch.Tensor | None:
-            pix = torch.div(torch.arange(*span), up, rounding_mode="floor")[None]
-            return axis_weights(density, res, pix, mode, torch.tensor([origin[axis]]), cells.shape[2 + axis], pairs=pairs)
-
-        s = _resample(cells, w(0, (win.y0, win.y1)), w(1, (win.x0, win.x1)))
-        ref = sample_cells(cells, density, res, win, mode, origin)
-        assert (s - ref).abs().max() <= 1e-5
-        direct = torch.einsum("oi,nihw->nohw", wsq, ref.square())
-        qy = w(0, (win.y0, win.y1), pairs=True)
-        if res < density:
-            assert qy is None  # coarse layers square the (small) style map directly
-            continue
-        pair_sum = _resample(torch.einsum("oi,nihw->nohw", wsq, _pair_products(cells)), qy, w(1, (win.x0, win.x1), pairs=True))
-        assert (pair_sum - direct).abs().max() <= 1e-4 * direct.abs().max()
-        # upsampling layers: output pixel Y reads input pixel floor(Y / 2)
-        up = Window(2 * win.y0 + 1, 2 * win.y1 - 1, 2 * win.x0, 2 * win.x1)
-        pair_up = _resample(torch.einsum("oi,nihw->nohw", wsq, _pair_products(cells)), w(0, (up.y0, up.y1), 2, True), w(1, (up.x0, up.x1), 2, True))
-        ys = torch.div(torch.arange(up.y0, up.y1), 2, rounding_mode="floor") - win.y0
-        xs = torch.div(torch.arange(up.x0, up.x1), 2, rounding_mode="floor") - win.x0
-        assert (pair_up - direct[:, :, ys][..., xs]).abs().max() <= 1e-4 * direct.abs().max()
 
 
 @torch.no_grad()
@@ -247,8 +208,6 @@ def test_noise_maps_get_gradients() -> None:
 
 @torch.no_grad()
 def test_batched_patches_equal_separate_renders() -> None:
-    from spatial_latent.render.generator import LatentPatch
-
     G = noisy_generator("resnet")
     sg = SpatialGenerator(G, padding="none")
     step = G.img_resolution // 4
@@ -269,3 +228,15 @@ def test_batched_patches_equal_separate_renders() -> None:
     small = LatentPatch(patches[0].latents[..., :-1, :], patches[0].origin, patches[0].shift)
     with pytest.raises(AssertionError, match="does not cover"):
         sg.render_patches([small], win, 4)
+
+
+def test_padding_is_a_typed_mode_that_accepts_its_names() -> None:
+    G = noisy_generator("skip")
+    for given, mode in [("zero", PaddingMode.ZERO), ("none", PaddingMode.NONE), (PaddingMode.NONE, PaddingMode.NONE)]:
+        sg = SpatialGenerator(G, padding=given)
+        assert sg.padding is mode and sg.padding == mode.value
+    assert SpatialGenerator(G).padding is PaddingMode.ZERO
+    assert PaddingMode.NONE.padding_free and PaddingMode.NONE.tileable
+    assert not PaddingMode.ZERO.padding_free and not PaddingMode.ZERO.tileable
+    with pytest.raises(InputError, match=r"padding must be one of \('zero', 'none'\), got 'valid'"):
+        SpatialGenerator(G, padding="valid")

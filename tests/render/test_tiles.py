@@ -21,7 +21,8 @@ from spatial_latent.cli import run_cli
 from spatial_latent.errors import InputError
 from spatial_latent.latents.field import LatentField
 from spatial_latent.checkpoints.loading import random_generator
-from spatial_latent.render.generator import SpatialGenerator, Window
+from spatial_latent.latents.window import Window
+from spatial_latent.render.generator import SpatialGenerator
 from spatial_latent.render.tiles import TileSampler
 from support import TINY_CONFIGS
 
