@@ -85,6 +85,19 @@ FACES = AlignTemplate("faces", 1.4, 1.4, 0.4)
 TEMPLATES = {t.name: t for t in (FFHQ, FACES)}
 
 
+def template_landmarks(template: AlignTemplate | str, mouth_to_eyes: float = MOUTH_TO_EYES) -> dict[str, tuple[float, float]]:
+    """Where a typical upright face's eyes and mouth land in the aligned square, as fractions
+    ``(x, y)`` of its side (0 = left/top). ``mouth_to_eyes`` is ``|e2m| / |e2e|`` (about 1).
+
+    FFHQ: eyes at (0.375, 0.475) and (0.625, 0.475); ``faces``: (0.32, 0.36) and (0.68, 0.36).
+    """
+    tpl = get_template(template)
+    half = max(tpl.eye_scale, tpl.mouth_scale * mouth_to_eyes)  # in units of |e2e|
+    eye_y = 0.5 - tpl.centre_shift * mouth_to_eyes / (2 * half)
+    dx = 1 / (4 * half)
+    return {"eye_left": (0.5 - dx, eye_y), "eye_right": (0.5 + dx, eye_y), "mouth": (0.5, eye_y + mouth_to_eyes / (2 * half))}
+
+
 def get_template(template: AlignTemplate | str | dict[str, Any]) -> AlignTemplate:
     """A template by name (``ffhq``, ``faces``), from a metadata record, or as given."""
     if isinstance(template, AlignTemplate):
