@@ -55,6 +55,7 @@ class TrainConfig:
     mode: str = "crops"  # 'crops' (padding-free, random windows) or 'whole' (whole images, zero padding)
     augment: str = ""  # DiffAugment policy, e.g. 'color,translation,cutout'
     style_mixing: float = 0.9  # probability of mixing two latents ('whole' mode)
+    noise: bool = True  # noise inputs; False: strengths held at 0 ('whole' mode), for runs where G fed on noise
     batch: int = 8
     steps: int = 1000
     lr_g: float = 0.002
@@ -132,6 +133,17 @@ class Trainer:
         self.policy = parse_policy(cfg.augment)
         self.step_index = 0
         self.history: list[dict[str, float]] = []
+        if not cfg.noise:
+            self.silence_noise()
+
+    @torch.no_grad()
+    def silence_noise(self) -> None:
+        """Noise strengths to 0 and frozen (``cfg.noise`` False): every noise mode then renders alike."""
+        for G in (self.G, self.G_ema):
+            for name, p in G.named_parameters():
+                if name.endswith("noise_strength"):
+                    p.zero_()
+        self._frozen = [p for n, p in self.G.named_parameters() if n.endswith("noise_strength")]
 
     # -- latents and renders ---------------------------------------------------------------------
     def latent_grid(self, G: Generator, batch: int, cells: tuple[int, int], gen: torch.Generator) -> LatentGrid:
@@ -164,7 +176,7 @@ class Trainer:
         noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(noise_seed)  # the noise inputs, reproducibly
-            return G.synthesis(ws, noise_mode="random")
+            return G.synthesis(ws, noise_mode="random" if self.cfg.noise else "none")
 
     def render(self, sg: SpatialGenerator, batch: int, size: tuple[int, int], gen: torch.Generator) -> torch.Tensor:
         """``[B, 3, *size]``: a random window of fresh infinite canvases (padding-free), or in
@@ -227,6 +239,8 @@ class Trainer:
             loss_g = F.softplus(-self.D(augment(fake.float(), self.policy, _step_generator(cfg.seed, k, 6))).float()).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
+        for p in getattr(self, "_frozen", ()):
+            p.grad = None  # Adam skips parameters without a gradient
         self.opt_g.step()
         stats["loss_g"] = loss_g.item()
 
@@ -281,6 +295,8 @@ class Trainer:
     def load_state(self, state: dict[str, Any]) -> None:
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
+        if not self.cfg.noise:
+            self.silence_noise()
         self.D.load_state_dict(state["D"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])

@@ -17,7 +17,7 @@ from spatial_latent.checkpoints.loading import load_generator, random_generator
 from spatial_latent.train import PRESETS, main
 from spatial_latent.training.trainer import Trainer, TrainConfig, read_training_checkpoint, train_config_from
 
-TINY = PRESETS["tiny"]
+SMOKE = PRESETS["smoke"]
 
 
 def solid_images(tmp_path, colours=((200, 40, 40), (180, 60, 30))):
@@ -33,7 +33,7 @@ def solid_images(tmp_path, colours=((200, 40, 40), (180, 60, 30))):
 
 def make_trainer(images, steps=4, **kw) -> Trainer:
     torch.manual_seed(0)
-    G = random_generator(TINY, seed=0)
+    G = random_generator(SMOKE, seed=0)
     cfg = TrainConfig(crop=16, batch=4, steps=steps, r1_every=2, seed=1, **kw)
     return Trainer(G, CropSampler(images, 16), cfg, torch.device("cpu"))
 
@@ -96,7 +96,7 @@ def test_bad_training_input(tmp_path):
 def test_train_cli_writes_a_usable_generator_and_resumes(tmp_path, capsys):
     data = solid_images(tmp_path)
     out = tmp_path / "run"
-    common = ["--data", str(data), "--out", str(out), "--preset", "tiny", "--crop", "16", "--batch", "4",
+    common = ["--data", str(data), "--out", str(out), "--preset", "smoke", "--crop", "16", "--batch", "4",
               "--sample-every", "2", "--checkpoint-every", "1", "--swd-images", "8"]
     assert main(common + ["--steps", "2"]) == 0
     for name in ("checkpoint.pt", "generator.safetensors", "samples_000002.png", "metrics.jsonl", "run.json"):
@@ -105,7 +105,7 @@ def test_train_cli_writes_a_usable_generator_and_resumes(tmp_path, capsys):
     assert rec["step"] == 2 and rec["swd_1x"] > 0 and rec["swd_4x"] > 0
 
     G = load_generator(out / "generator.safetensors")
-    assert G.img_resolution == TINY["img_resolution"]
+    assert G.img_resolution == SMOKE["img_resolution"]
     from spatial_latent.render.generator import SpatialGenerator
 
     img = SpatialGenerator(G, padding="none")(G_grid(G), window=(0, 24, 0, 40))
@@ -168,7 +168,7 @@ def make_whole_trainer(steps=4) -> Trainer:
     from spatial_latent.training.data import ImageSetSampler
 
     torch.manual_seed(0)
-    G = random_generator(TINY, seed=0)
+    G = random_generator(SMOKE, seed=0)
     cfg = TrainConfig(mode="whole", augment="color,translation,cutout", crop=16, batch=4, steps=steps, r1_every=2, seed=3)
     return Trainer(G, ImageSetSampler(face_like_set()), cfg, torch.device("cpu"))
 
@@ -193,10 +193,31 @@ def test_whole_image_mode_resumes_exactly(tmp_path):
 def test_whole_image_mode_checks_sizes_and_policy():
     from spatial_latent.training.data import ImageSetSampler
 
-    G = random_generator(TINY, seed=0)
+    G = random_generator(SMOKE, seed=0)
     with pytest.raises(InputError, match="16 px"):
         Trainer(G, ImageSetSampler(face_like_set(size=32)), TrainConfig(mode="whole", crop=32, batch=4), torch.device("cpu"))
     with pytest.raises(InputError, match="unknown augmentation 'rotate'"):
         TrainConfig(mode="whole", augment="color,rotate").validate()
     with pytest.raises(InputError, match="uint8"):
         ImageSetSampler(face_like_set().astype(np.float32))
+
+
+
+def test_whole_image_mode_without_noise_keeps_strengths_at_zero():
+    from spatial_latent.training.data import ImageSetSampler
+
+    torch.manual_seed(0)
+    G = random_generator(SMOKE, seed=0)
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.3)  # as if an earlier run had learned to use noise
+    cfg = TrainConfig(mode="whole", noise=False, crop=16, batch=4, steps=3, r1_every=2, seed=3)
+    tr = Trainer(G, ImageSetSampler(face_like_set()), cfg, torch.device("cpu"))
+    for _ in range(3):
+        tr.step()
+    strengths = [p for n, p in list(tr.G.named_parameters()) + list(tr.G_ema.named_parameters()) if n.endswith("noise_strength")]
+    assert strengths and all(float(p.abs().max()) == 0.0 for p in strengths)
+    z = torch.randn(2, tr.G_ema.z_dim)
+    with torch.no_grad():
+        assert torch.equal(tr.G_ema(z, noise_mode="random"), tr.G_ema(z, noise_mode="none"))
