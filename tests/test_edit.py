@@ -22,6 +22,7 @@ from spatial_latent.cli import run_cli
 from spatial_latent.edit import main
 from spatial_latent.latents.grid import LatentGrid
 from spatial_latent.checkpoints.loading import load_generator
+from support import set_noise_strength
 
 CELLS, DENSITY = (4, 4), 4  # the tiny generator renders 32 px: 8-px cells
 
@@ -119,9 +120,7 @@ def test_saved_noise_maps_reproduce_the_encoded_reconstruction(tmp_path: Path, c
     from spatial_latent.render.generator import SpatialGenerator
 
     G = load_generator("tiny")
-    for m in G.modules():  # the built-in tiny model has no noise; give it some so the maps matter
-        if hasattr(m, "noise_strength"):
-            m.noise_strength.data.fill_(0.5)
+    set_noise_strength(G, 0.5)  # the built-in tiny model has no noise; give it some so the maps matter
     net = save_generator(G, tmp_path / "noisy.safetensors")
     bank = DirectionBank.for_generator(G)
     bank.add(Direction("g", torch.randn(1, G.w_dim, 1, 1, generator=torch.Generator().manual_seed(1))))
@@ -201,6 +200,7 @@ def test_bad_input_is_one_line(files: dict[str, Path], tmp_path: Path, capsys: p
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow
 def test_help_runs_as_a_module() -> None:
     r = subprocess.run([sys.executable, "-m", "spatial_latent.edit", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--region" in r.stdout and "--strip" in r.stdout and "--bank" in r.stdout

@@ -19,6 +19,8 @@ from spatial_latent.checkpoints.loading import load_generator
 
 skimage_data = pytest.importorskip("skimage.data")
 
+pytestmark = pytest.mark.slow  # every test here runs the command as a subprocess
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     full_env = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))

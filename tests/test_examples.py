@@ -4,6 +4,8 @@ few steps, and writes its outputs at the expected sizes."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -115,17 +117,30 @@ def test_edit_attributes_fits_a_bank_then_reuses_it(example, tmp_path):
     assert np.abs(strip[:, :R] - strip[:, 2 * R :]).max() > 0
 
 
-@pytest.mark.parametrize("package", ["spatial_latent", "encoders", "attributes"])
+OUR_PACKAGES = ("spatial_latent", "encoders", "attributes")
+
+
+@pytest.mark.parametrize("package", OUR_PACKAGES)
 def test_public_names_resolve_lazily(package):
     """Every name the examples and docs use from a package resolves, and ``dir()`` lists it."""
     mod = importlib.import_module(package)
     for name in mod.__all__:
-        assert getattr(mod, name) is not None, name
+        value = getattr(mod, name)
+        if name == "__version__":
+            assert re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", value), value
+            continue
+        # the real class or function of that name, defined in this project (not a stand-in), the
+        # same object its defining module holds, and cached: a second access is a plain lookup
+        assert inspect.isclass(value) or inspect.isfunction(value), (name, value)
+        assert value.__name__ == name and value.__module__.split(".")[0] in OUR_PACKAGES, (name, value.__module__)
+        assert getattr(sys.modules[value.__module__], name) is value, name
+        assert vars(mod)[name] is value, name
     assert set(mod.__all__) <= set(dir(mod))
     with pytest.raises(AttributeError, match="no_such_name"):
         getattr(mod, "no_such_name")
 
 
+@pytest.mark.slow
 def test_package_imports_stay_light():
     """``import spatial_latent, encoders, attributes`` loads no torch: names import on first use."""
     code = "import sys, spatial_latent, encoders, attributes; print('torch' in sys.modules)"

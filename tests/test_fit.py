@@ -91,6 +91,7 @@ def test_bad_input_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_help_runs_as_a_module() -> None:
     r = subprocess.run([sys.executable, "-m", "spatial_latent.fit", "--help"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--labeler" in r.stdout and "--export-samples" in r.stdout

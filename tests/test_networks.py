@@ -8,7 +8,7 @@ import torch
 from spatial_latent.errors import InputError
 from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.networks import Generator, GeneratorConfig
-from support import TINY_CONFIGS
+from support import TINY_CONFIGS, set_noise_strength
 
 
 @pytest.fixture(scope="module", params=sorted(TINY_CONFIGS))
@@ -45,18 +45,14 @@ def test_every_ws_row_drives_the_image(G: Generator) -> None:
 @torch.no_grad()
 def test_noise_modes(G: Generator) -> None:
     ws = G.map(torch.randn(2, G.z_dim), labels(G, 2))
-    for layer in G.modules():
-        if hasattr(layer, "noise_strength"):
-            layer.noise_strength.fill_(0.5)
+    set_noise_strength(G, 0.5)
     const_a, const_b = G.synthesis(ws, noise_mode="const"), G.synthesis(ws, noise_mode="const")
     assert torch.equal(const_a, const_b)
     torch.manual_seed(0)
     rnd = G.synthesis(ws, noise_mode="random")
     none = G.synthesis(ws, noise_mode="none")
     assert (rnd - const_a).abs().max() > 1e-3 and (none - const_a).abs().max() > 1e-3
-    for layer in G.modules():
-        if hasattr(layer, "noise_strength"):
-            layer.noise_strength.fill_(0.0)
+    set_noise_strength(G, 0.0)
     assert (G.synthesis(ws, noise_mode="const") - G.synthesis(ws, noise_mode="none")).abs().max() == 0
 
 
@@ -81,13 +77,17 @@ def test_conditional_and_unconditional_inputs_are_checked() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [torch.randn(2, 7), torch.randn(2), torch.full((2, 32), float("nan"))],
+    "bad, message",
+    [
+        (torch.randn(2, 7), r"z must have shape \[N, 32\], got \(2, 7\)"),
+        (torch.randn(2), r"z must have shape \[N, 32\], got \(2,\)"),
+        (torch.full((2, 32), float("nan")), "z contains NaN or inf"),
+    ],
     ids=["wrong-width", "wrong-rank", "nan"],
 )
-def test_bad_z_is_a_clear_error(bad: torch.Tensor) -> None:
+def test_bad_z_is_a_clear_error(bad: torch.Tensor, message: str) -> None:
     G = random_generator(TINY_CONFIGS["skip"])
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=message):
         G.map(bad)
 
 

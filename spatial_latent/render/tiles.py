@@ -15,6 +15,8 @@ renders the batches with ``batch_index % world_size == rank``; rank 0 assembles.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +36,11 @@ log = logging.getLogger(__name__)
 
 MAX_SIDE = 1 << 20  # a million pixels per side is far beyond any real request
 MIN_DEFAULT_TILE = 256  # below this, margins and per-pass overhead dominate (see docs/BENCHMARKS.md)
+
+#: Test hook: with this environment variable set to N > 0, :meth:`TileSampler.render_to_file`
+#: ends its process abruptly (SIGKILL, as if killed: no cleanup runs) right after storing its
+#: N-th tile, so that tests can interrupt a run at an exact point. Read only where tiles are stored.
+STOP_AFTER_TILES_ENV = "SPATIAL_LATENT_STOP_AFTER_TILES"
 
 
 def default_tile(resolution: int) -> int:
@@ -156,6 +163,9 @@ class TileSampler:
 
         ``on_progress(done_tiles, total_tiles, megapixels_per_second)`` is called after each batch.
         Returns the output path on rank 0 (None on other ranks).
+
+        For tests, the environment variable :data:`STOP_AFTER_TILES_ENV` kills the process
+        after it has stored that many tiles (see :func:`_stop_after_tiles`).
         """
         out = Path(out)
         check_size(height, width)
@@ -192,6 +202,7 @@ class TileSampler:
         if done:
             log.info("resuming: %d of %d tiles already rendered", done, sum(len(b) for b in mine))
         start, pixels = time.perf_counter(), 0
+        stop_after, stored = _stop_after_tiles(), 0
         for b in todo:
             imgs = to_uint8(self.render_tiles([pos[i] for i in b]))
             for i, img in zip(b, imgs):
@@ -199,6 +210,9 @@ class TileSampler:
                 tile = img[: min(self.tile, height - y), : min(self.tile, width - x)]
                 if not store.has(i):
                     store.put(i, tile)
+                    stored += 1
+                    if stored == stop_after:
+                        _die_as_if_killed()
                 pixels += tile.shape[0] * tile.shape[1]
             done += len(b)
             if on_progress is not None:
@@ -210,6 +224,25 @@ class TileSampler:
         path = assemble(store, out, height, width, self.tile, deepzoom=deepzoom, quality=quality)
         store.remove()
         return path
+
+
+def _stop_after_tiles() -> int:
+    """The tile count of the :data:`STOP_AFTER_TILES_ENV` test hook; 0 (never) when unset."""
+    text = os.environ.get(STOP_AFTER_TILES_ENV, "").strip()
+    if not text:
+        return 0
+    try:
+        return max(int(text), 0)
+    except ValueError:
+        raise InputError(f"{STOP_AFTER_TILES_ENV} must be a whole number of tiles, got {text!r}") from None
+
+
+def _die_as_if_killed() -> None:
+    """End this process the way ``kill -9`` would: no exception, no ``finally``, no atexit."""
+    log.warning("%s: stopping as if killed", STOP_AFTER_TILES_ENV)
+    if hasattr(signal, "SIGKILL"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    os._exit(137)  # where there is no SIGKILL (Windows): the status a shell reports for one
 
 
 def _runs_by_length(positions: list[tuple[int, int]], tile: int) -> dict[int, list[tuple[list[int], int, int]]]:

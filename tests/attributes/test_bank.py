@@ -163,7 +163,7 @@ def test_failed_save_leaves_the_old_bank(tmp_path: Path, monkeypatch: pytest.Mon
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "savez", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         DirectionBank(FP, 8, 6).save(path)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["bank.npz"]
     assert zipfile.is_zipfile(path)

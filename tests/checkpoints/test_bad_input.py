@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import re
 import struct
 
 import numpy as np
@@ -23,7 +24,7 @@ FILES = {
 
 
 def _raises(path, error=CheckpointError, *fragments: str) -> CheckpointError:
-    with pytest.raises(error) as e:
+    with pytest.raises(error, match=f"^{re.escape(str(path))}: ") as e:  # the message names the file first
         read_checkpoint(path)
     msg = str(e.value)
     assert str(path) in msg, msg

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import logging
+import re
 import socket
 import threading
 import urllib.request
@@ -206,7 +207,7 @@ def test_cached_file_with_wrong_hash_is_error_and_kept(server: Server, cache: Pa
     cache.mkdir()
     bad = cache / "net.pkl"
     bad.write_bytes(b"not the network")
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadError, match=r"the cached file for 'testnet' at .* has sha256 [0-9a-f]{64}, expected [0-9a-f]{64}: it is corrupt") as info:
         _fetch(entry, cache)
     message = str(info.value)
     assert str(bad) in message and "elete" in message and PAYLOAD_SHA256 in message
@@ -228,7 +229,7 @@ def test_empty_cached_file_is_error(server: Server, cache: Path) -> None:
 
 def test_sha256_mismatch(server: Server, cache: Path) -> None:
     entry = _entry(server.put("net.pkl", PAYLOAD), WRONG_SHA256)
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadError, match=r"could not download 'testnet' from .* \(sha256 mismatch: got [0-9a-f]{64}, expected 0{64}\)") as info:
         _fetch(entry, cache)
     message = str(info.value)
     assert "sha256" in message and PAYLOAD_SHA256 in message and WRONG_SHA256 in message
@@ -238,7 +239,7 @@ def test_sha256_mismatch(server: Server, cache: Path) -> None:
 
 def test_http_404(server: Server, cache: Path) -> None:
     entry = _entry(server.url("missing.pkl"))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadError, match=r"could not download 'testnet' from .*/missing\.pkl \(HTTP 404") as info:
         _fetch(entry, cache)
     message = str(info.value)
     assert entry.url in message
@@ -250,7 +251,7 @@ def test_http_404(server: Server, cache: Path) -> None:
 def test_unreachable_url(cache: Path) -> None:
     entry = _entry(f"http://127.0.0.1:{_closed_port()}/x.pkl")
     expected = hub.cached_path(entry.name, cache, registry={entry.name: entry})
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadError, match=r"could not download 'testnet' from .*/x\.pkl \(.+\)\. If this machine is offline") as info:
         _fetch(entry, cache, timeout=5)
     message = str(info.value)
     assert str(expected) in message
@@ -261,7 +262,7 @@ def test_unreachable_url(cache: Path) -> None:
 
 def test_connection_closed_mid_stream(server: Server, cache: Path) -> None:
     entry = _entry(server.url("truncated.pkl"))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadError, match=r"\(connection closed after 100 of 1000 bytes\)") as info:
         _fetch(entry, cache, progress=True)
     message = str(info.value)
     assert "100 of 1000" in message and str(cache / "truncated.pkl") in message
@@ -270,7 +271,7 @@ def test_connection_closed_mid_stream(server: Server, cache: Path) -> None:
 
 def test_read_timeout_mid_stream(server: Server, cache: Path) -> None:
     entry = _entry(server.url("stall.pkl"))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(DownloadError, match=r"\(timed out after 0\.3 s\)") as info:
         _fetch(entry, cache, timeout=0.3)
     assert "timed out" in str(info.value)
     assert _cache_files(cache) == []
@@ -312,11 +313,11 @@ def test_keyboard_interrupt_cleans_up_and_propagates(
 
 
 def test_unknown_name_lists_known_names() -> None:
-    with pytest.raises(InputError) as info:
+    with pytest.raises(InputError, match=r"unknown network 'ffhqq'\. Did you mean 'ffhq'") as info:
         hub.fetch("ffhqq", progress=False)
     message = str(info.value)
     assert "'ffhqq'" in message and "ffhq-config-f" in message and "church-config-f" in message
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"unknown network 'no-such-network'\. Known networks: ffhq, "):
         hub.cached_path("no-such-network")
     with pytest.raises(InputError, match="scheme"):
         hub.fetch("ftp://example.org/net.pkl", progress=False)
@@ -355,62 +356,62 @@ def test_default_cache_dir_is_under_home(tmp_path: Path, monkeypatch: pytest.Mon
 # --- the registry ---------------------------------------------------------------------------
 
 
-def test_ffhq_entry() -> None:
-    ffhq = hub.KNOWN_NETWORKS["ffhq"]
-    assert ffhq.url.startswith("https://")
-    assert ffhq.url == "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl"
-    assert ffhq.resolution == 1024
-    assert ffhq.format == "nvidia-pkl"
-
-
-def test_registry_contents() -> None:
-    names = set(hub.KNOWN_NETWORKS)
-    expected = {
-        "ffhq", "metfaces", "afhqcat", "afhqdog", "afhqwild", "brecahad", "cifar10",
-        "ffhq-config-f", "car-config-f", "cat-config-f", "church-config-f", "horse-config-f",
-        "ffhq-1024", "ffhq-512", "ffhq-256", "metfaces-1024", "metfacesu-1024", "afhqv2-512",
-        "celebahq-256", "lsundog-256",
-    }
-    assert expected <= names
-    assert hub.KNOWN_NETWORKS["church-config-f"].format == "tf-pkl"
-    assert hub.KNOWN_NETWORKS["ffhq-256"].resolution == 256
-    assert hub.KNOWN_NETWORKS["ffhq-256"].url.startswith("https://api.ngc.nvidia.com/")
-    filenames = [net.filename for net in hub.list_networks()]
-    assert len(set(filenames)) == len(filenames)  # no two entries share a cache file
+def test_registry_entries_agree_with_their_urls_and_descriptions() -> None:
+    """Each entry's fields are consistent with one another (not a copy of the table): a typo in a
+    resolution, format or file name shows up as a disagreement."""
     for name, net in hub.KNOWN_NETWORKS.items():
         assert net.name == name
-        assert net.url.startswith("https://") and net.url.endswith(".pkl")
-        assert net.format in hub.FORMATS
-        assert net.sha256 is None or len(net.sha256) == 64
-        assert net.resolution in (32, 256, 512, 1024)
+        assert net.url.startswith("https://") and net.url.endswith(".pkl"), name
+        # the size in the description ("1024x1024", "512x384 (512 network)") is the resolution
+        w, h = map(int, re.search(r"(\d+)x(\d+)", net.description).groups())
+        assert net.resolution == max(w, h), name
+        # so is the size in the file name where it has one (stylegan2-ffhq-256x256.pkl)
+        size = re.search(r"-(\d+)x(\d+)\.pkl$", net.url)
+        if size:
+            assert net.resolution == int(size[1]) == int(size[2]), name
+        # TensorFlow pickles are the original config-f releases, and only those
+        assert (net.format == "tf-pkl") == ("TensorFlow" in net.description) == name.endswith("-config-f"), name
         assert net.description and "\n" not in net.description
 
 
-def test_registry_is_read_only_and_helpers() -> None:
-    with pytest.raises(TypeError):
+def test_registry_resolves_names_to_cache_files_and_is_read_only(tmp_path: Path) -> None:
+    paths = {name: hub.cached_path(name, tmp_path) for name in hub.KNOWN_NETWORKS}
+    assert len(set(paths.values())) == len(paths)  # no two entries share a cache file
+    for name, path in paths.items():
+        assert path == tmp_path / hub.KNOWN_NETWORKS[name].url.rsplit("/", 1)[1]
+    with pytest.raises(TypeError, match="does not support item assignment"):
         hub.KNOWN_NETWORKS["x"] = hub.KNOWN_NETWORKS["ffhq"]  # type: ignore[index]
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'url'"):
         hub.KNOWN_NETWORKS["ffhq"].url = "https://evil.example/x.pkl"  # type: ignore[misc]
     assert hub.list_networks() == list(hub.KNOWN_NETWORKS.values())
-    assert hub.is_known("ffhq") and not hub.is_known("nope")
+    assert all(hub.is_known(name) for name in hub.KNOWN_NETWORKS) and not hub.is_known("nope")
     assert not hub.is_known("https://example.org/x.pkl")
 
 
+def test_registry_refuses_duplicate_names_and_cache_files() -> None:
+    a = _entry("https://example.org/a/net.pkl", name="a")
+    with pytest.raises(ValueError, match="duplicate network name 'a'"):
+        hub._make_registry((a, _entry("https://example.org/b/other.pkl", name="a")))
+    with pytest.raises(ValueError, match="network 'b': cache file 'net.pkl' is not unique"):
+        hub._make_registry((a, _entry("https://example.org/b/net.pkl", name="b")))
+    assert list(hub._make_registry((a, _entry("https://example.org/b/b.pkl", name="b")))) == ["a", "b"]
+
+
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs, message",
     [
-        {"sha256": "abc"},
-        {"format": "onnx"},
-        {"url": "ftp://example.org/x.pkl"},
-        {"resolution": 0},
-        {"name": ""},
+        ({"sha256": "abc"}, "network 'n': sha256 must be 64 hex digits, got 'abc'"),
+        ({"format": "onnx"}, r"network 'n': format must be one of \('nvidia-pkl', 'tf-pkl'\), got 'onnx'"),
+        ({"url": "ftp://example.org/x.pkl"}, r"network 'n': url must be http\(s\), got 'ftp://example\.org/x\.pkl'"),
+        ({"resolution": 0}, "network 'n': resolution must be positive"),
+        ({"name": ""}, "invalid network name ''"),
     ],
 )
-def test_known_network_validation(kwargs: dict[str, Any]) -> None:
+def test_known_network_validation(kwargs: dict[str, Any], message: str) -> None:
     fields = {
         "name": "n", "url": "https://example.org/x.pkl", "sha256": None, "resolution": 256,
         "format": "nvidia-pkl", "description": "d",
     }
     fields.update(kwargs)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=message):
         hub.KnownNetwork(**fields)

@@ -70,7 +70,7 @@ def test_well_known_name_offline_is_one_clear_error(tmp_path: Path, monkeypatch:
     entry = hub.KnownNetwork(name="ffhq", url=f"http://127.0.0.1:{port}/ffhq.pkl", sha256=None, resolution=1024, format="nvidia-pkl", description="test")
     monkeypatch.setattr(hub, "KNOWN_NETWORKS", {"ffhq": entry})
     monkeypatch.setenv("SPATIAL_LATENT_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(DownloadError) as err:
+    with pytest.raises(DownloadError, match=r"could not download 'ffhq' from .* If this machine is offline, download") as err:
         load_generator("ffhq")
     msg = str(err.value)
     assert entry.url in msg and str(tmp_path / "cache" / "ffhq.pkl") in msg
@@ -100,7 +100,7 @@ def test_bad_files_raise_checkpoint_errors(tmp_path: Path, make, match: str) -> 
 def test_truncated_native_file(tmp_path: Path) -> None:
     path = save_generator(random_generator(TINY_CONFIGS["skip"]), tmp_path / "g.safetensors")
     (tmp_path / "cut.safetensors").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors: corrupt or truncated safetensors file"):
         load_generator(tmp_path / "cut.safetensors")
 
 
@@ -119,18 +119,43 @@ def test_native_file_with_missing_tensor(tmp_path: Path) -> None:
         load_generator(tmp_path / "broken.safetensors")
 
 
-def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
-    save_generator(random_generator(TINY_CONFIGS["orig"]), tmp_path / "g.safetensors")
+def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from spatial_latent.checkpoints import native
+
+    old = random_generator(TINY_CONFIGS["orig"], seed=0)
+    path = save_generator(old, tmp_path / "g.safetensors")
+    before = path.read_bytes()
+    real_save = native.save_safetensors
+
+    def fail_half_way(filename, tensors, metadata):  # the disk fills up in the middle of the write
+        real_save(filename, tensors, metadata)
+        data = Path(filename).read_bytes()
+        Path(filename).write_bytes(data[: len(data) // 2])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(native, "save_safetensors", fail_half_way)
+    with pytest.raises(OSError, match="No space left on device"):
+        save_generator(random_generator(TINY_CONFIGS["orig"], seed=1), path)
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]  # no temporary file left
+    assert path.read_bytes() == before  # the old file is intact ...
+    assert load_generator(path).fingerprint() == old.fingerprint()  # ... and still loads
+    new = random_generator(TINY_CONFIGS["orig"], seed=1)
+    save_generator(new, path)  # a write that completes replaces it
+    assert load_generator(path).fingerprint() == new.fingerprint() != old.fingerprint()
     assert [p.name for p in tmp_path.iterdir()] == ["g.safetensors"]
 
 
 def test_resolve_device() -> None:
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda")
-    with pytest.raises(InputError):
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="unknown device 'tpu'; use auto, cpu, cuda or cuda:N"):
         resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="no CUDA"):
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+    else:
+        with pytest.raises(InputError, match="device 'cuda' requested but no CUDA GPU is available; use --device cpu"):
             resolve_device("cuda")
 
 

@@ -80,7 +80,7 @@ def test_validate_reports_every_problem():
     sd["synthesis.b16.conv0.weight"] = torch.zeros(10, 24, 3, 3)
     sd["synthesis.b8.resample_filter"] = standard_resample_filter()
     sd["mapping.fc0.bias"] = [0.0] * 12
-    with pytest.raises(CheckpointError) as e:
+    with pytest.raises(CheckpointError, match="^ckpt.pt: generator weights do not match the inferred architecture; ") as e:
         validate_state_dict(cfg, sd, source="ckpt.pt")
     msg = str(e.value)
     assert msg.startswith("ckpt.pt:")

@@ -7,9 +7,8 @@ from typing import Iterator
 import pytest
 import torch
 
-from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.networks import Generator
-from support import TINY_CONFIGS
+from support import noisy_generator
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -21,14 +20,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(n)
 
 
-def noisy_generator(name: str = "skip", seed: int = 3) -> Generator:
-    G = random_generator(TINY_CONFIGS[name], seed=seed)
-    for m in G.modules():  # random init leaves noise off; turn it on so noise maps matter
-        if hasattr(m, "noise_strength"):
-            m.noise_strength.data.fill_(0.2)
-    return G
-
-
 @pytest.fixture(scope="module")
 def G() -> Generator:
-    return noisy_generator()
+    return noisy_generator("skip", seed=3, strength=0.2)  # noise on, so that noise maps matter

@@ -39,7 +39,7 @@ def test_untrained_encoder_returns_w_avg(G: Generator) -> None:
     grid = enc.encode(img)
     assert isinstance(grid, LatentGrid) and grid.space == "w+" and grid.density == 4
     assert enc(torch.randn(1, 3, 64, 64)).shape == (1, G.num_ws, G.w_dim, 4, 4)  # other sizes are resized
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"encoder input must be \[B, 3, H, W\], got \(1, 1, 32, 32\)"):
         enc(torch.randn(1, 1, 32, 32))
 
 
@@ -142,6 +142,7 @@ def test_training_learns_and_the_pipeline_uses_it(G: Generator, tmp_path: Path) 
     assert mse(refined) < sum(m["mse"] for m in only.metrics[:2])  # and optimization improves on it
 
 
+@pytest.mark.slow
 def test_train_cli(tmp_path: Path) -> None:
     out = tmp_path / "enc.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1")

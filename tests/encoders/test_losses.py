@@ -36,7 +36,7 @@ def test_lpips_offline_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     expected = tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth"
     assert lpips_backbone_path("vgg") == expected
-    with pytest.raises(LpipsWeightsError) as e:
+    with pytest.raises(LpipsWeightsError, match="LPIPS-vgg needs its pretrained backbone vgg16-397923af.pth, which is not in the torch hub cache") as e:
         load_lpips("vgg")
     msg = str(e.value)
     assert isinstance(e.value, DownloadError) and "\n" not in msg
@@ -53,9 +53,9 @@ def test_mse_loss_per_sample() -> None:
     b[1] += 0.5
     parts = ReconstructionLoss("mse")(a, b)
     assert torch.allclose(parts["total"], torch.tensor([0.0, 0.25, 0.0])) and "lpips" not in parts
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"unknown loss 'l1'; expected one of \('lpips\+mse', 'lpips', 'mse'\)"):
         ReconstructionLoss("l1")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"unknown LPIPS network 'resnet'; expected one of \('vgg', 'alex'\)"):
         load_lpips("resnet")
 
 
@@ -116,5 +116,5 @@ def test_adam_matches_torch_adam() -> None:
     fresh = Adam([a.detach().clone().requires_grad_()], lr=0.05)
     fresh.load_state_dict(state)
     assert fresh.step_count == 20 and torch.equal(fresh.m[0], ours.m[0])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="optimizer state does not match the parameters"):
         Adam([torch.zeros(2, requires_grad=True)]).load_state_dict(state)

@@ -114,11 +114,32 @@ def test_spaces_and_equal_step_quality(G: Generator) -> None:
     assert results["grid"] < 0.7 * results["w+"]
 
 
+def test_convert_grid_against_hand_computed_values() -> None:
+    grid = torch.tensor([[0.0, 4.0], [8.0, 12.0]]).view(1, 1, 1, 2, 2)
+    # growing 2x2 -> 4x4 samples at cell centres: rows and columns at 0, 1/4, 3/4, 1 of the way
+    grown = [[0, 1, 3, 4], [2, 3, 5, 6], [6, 7, 9, 10], [8, 9, 11, 12]]
+    out = convert_grid(grid, "w+", 3, (4, 4))
+    assert out.shape == (1, 3, 1, 4, 4)  # one shared grid broadcast to every layer
+    for layer in range(3):
+        assert out[0, layer, 0].tolist() == grown
+    # shrinking averages the cells each new cell covers
+    fine = torch.arange(16.0).view(1, 1, 1, 4, 4)
+    assert convert_grid(fine, "w+", 1, (2, 2))[0, 0, 0].tolist() == [[2.5, 4.5], [10.5, 12.5]]
+    # 'w' keeps one layer: the mean of the given ones
+    layers = torch.stack([torch.zeros(1, 2, 2), torch.full((1, 2, 2), 2.0)]).unsqueeze(0)  # [1, 2, 1, 2, 2]
+    assert convert_grid(layers, "w", 2, (2, 2)).flatten().tolist() == [1.0] * 4
+    with pytest.raises(InputError, match="latents have 3 layers, the generator needs 8"):
+        convert_grid(torch.zeros(1, 3, 1, 2, 2), "w+", 8, (2, 2))
+
+
 def test_zero_steps_renders_the_start(G: Generator) -> None:
     target = composed_target(G)
-    start = G.map(torch.randn(2, G.z_dim))[:, :, :, None, None].expand(-1, -1, -1, 2, 2)
+    # four different latents in a 2x2 start grid, grown to the 4x4 cells of the run
+    start = G.map(torch.randn(8, G.z_dim)).view(2, 2, 2, G.num_ws, G.w_dim).permute(0, 3, 4, 1, 2)
     inv = invert(G, target, mse_cfg(steps=0), init=start)
-    assert inv.loss_curve == [] and torch.allclose(inv.grid.data, convert_grid(start, "w+", G.num_ws, (4, 4)))
+    rows = torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.25, 0.75], [0.0, 1.0]])  # bilinear weights at cell centres
+    expected = torch.einsum("ih,nlchw,jw->nlcij", rows, start, rows)
+    assert inv.loss_curve == [] and torch.allclose(inv.grid.data, expected, atol=1e-6)
     with torch.no_grad():
         assert (inv.images - SpatialGenerator(G)(inv.grid)).abs().max() < 1e-5
     avg = invert(G, target, mse_cfg(steps=0, space="w"))
@@ -165,7 +186,7 @@ def test_schedule_defaults_follow_the_start(G: Generator) -> None:
     for m, s in zip(frozen.noise_maps(), stored):
         s = (s - s.mean(dim=(1, 2, 3), keepdim=True)) / s.std(dim=(1, 2, 3), keepdim=True)
         assert torch.allclose(m, s, atol=1e-5)
-    assert (frozen.grid.data - convert_grid(start, "w+", G.num_ws, (4, 4))).abs().max() > 1e-3
+    assert (frozen.grid.data - start.expand(-1, -1, -1, 4, 4)).abs().max() > 1e-3  # the 1x1 start, in every cell
     with pytest.raises(InputError, match="noise_lr"):
         mse_cfg(noise_lr=-1.0).validate()
 

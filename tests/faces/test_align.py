@@ -93,7 +93,7 @@ def test_transform_record_round_trip() -> None:
     np.testing.assert_array_equal(u.matrix, t.matrix)
     assert (u.size, u.source_size) == (64, (300, 320))
     np.testing.assert_allclose(t.resized(256).to_aligned([EYE_L]), t.to_aligned([EYE_L]) * 4)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="bad alignment transform record"):
         AlignTransform.from_dict({"matrix": [1, 2]})
 
 

@@ -88,6 +88,7 @@ def test_pyramid_levels_sizes_and_downsampling(tmp_path: Path) -> None:
         assert err.max() <= 0.5 + 1e-9, (lv, err.max())  # only the rounding of the mean
 
 
+@pytest.mark.slow
 def test_pyramid_is_built_streaming(tmp_path: Path) -> None:
     """A tall image fed in strips: the builder never holds more than a tile row per level."""
     H, W, strip = 8192, 256, 64  # 6 MiB as one array
@@ -126,9 +127,9 @@ def test_dzi_full_resolution_equals_png_render_and_resumes(tmp_path: Path) -> No
         pass
 
     def stop(done: int, total: int, mps: float) -> None:
-        raise Stop
+        raise Stop(f"stopped after {done} of {total} tiles")
 
-    with pytest.raises(Stop):
+    with pytest.raises(Stop, match="stopped after 3 of 15 tiles"):
         ts.render_to_file(tmp_path / "s.dzi", H, W, deepzoom=opts, on_progress=stop)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.png", "s.dzi.parts"]
     with pytest.raises(InputError, match="--resume"):
@@ -176,7 +177,8 @@ def screenshot(page: Path, size: tuple[int, int], shot: Path, profile: Path) -> 
     return np.asarray(Image.open(shot).convert("RGB")).astype(np.float64)
 
 
-@pytest.mark.skipif(find_chrome() is None, reason="no chromium/chrome binary on PATH: the headless viewer test needs one")
+@pytest.mark.slow
+@pytest.mark.skipif(find_chrome() is None, reason="no chromium/chrome binary on PATH: the headless viewer test needs one (.ci/run installs Debian's chromium)")
 def test_viewer_shows_the_pyramid_in_a_headless_browser(tmp_path: Path) -> None:
     # 1) A generated scene, shown 4x enlarged (full-resolution tiles, jpg).
     H, W = 96, 160

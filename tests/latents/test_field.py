@@ -78,11 +78,11 @@ def test_layout_paints_styles(G) -> None:
 
 
 def test_bad_field_options(G) -> None:
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="correlation must be >= 0 cells, got -1"):
         LatentField(G, correlation=-1)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"global_mix must be in \[0, 1\], got 2"):
         LatentField(G, global_mix=2)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"layout has labels 0\.\.2; give one seed per label"):
         LatentField(G, layout=torch.zeros(3, 3, dtype=torch.int64) + 2, layout_seeds=[1])
     with pytest.raises(InputError, match="conditional"):
         LatentField(G, class_idx=1)

@@ -42,7 +42,7 @@ def test_from_layout_majority_label() -> None:
     labels[:, 5:] = 1  # three quarters: the majority
     g = LatentGrid.from_layout(labels, lat, cells=(2, 2))
     assert g.data[0, 0, 0].tolist() == [[0.0, 1.0], [0.0, 1.0]]
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"labels must be in \[0, 2\) for 2 latents"):
         LatentGrid.from_layout(labels + 5, lat, cells=(2, 2))
 
 
@@ -70,11 +70,11 @@ def test_crop_paste_blend_concat_tile() -> None:
     assert LatentGrid.concat([a, b], dim="w").cells == (4, 12)
     assert LatentGrid.concat([a, b], dim="h").cells == (8, 6)
     assert a.tile(2, 3).cells == (8, 18)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"a 2x3 grid does not fit at .*3, ?0.* in a 4x6 grid"):
         a.paste(piece, 3, 0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="is outside the 4x6 grid"):
         a.crop(0, 0, 5, 1)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"incompatible grids: w\+/1/\(1, 2, 3\) vs w\+/1/\(1, 2, 4\)"):
         LatentGrid.concat([a, LatentGrid(torch.randn(1, 2, 4, 4, 6))])
 
 

@@ -158,6 +158,7 @@ def test_op_modules_are_not_shadowed_by_functions():
     assert ops.conv.conv2d_resample is ops.conv2d_resample and callable(ops.modconv.modulated_conv2d)
 
 
+@pytest.mark.slow
 def test_import_does_not_build():
     """A fresh interpreter imports every op (and runs CPU ops) without touching the compiler."""
     script = textwrap.dedent(

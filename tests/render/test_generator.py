@@ -10,27 +10,18 @@ import torch
 from spatial_latent.latents.compose import compose_faces
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
-from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.networks import Generator
 from spatial_latent.latents.window import Window
 from spatial_latent.render.generator import SpatialGenerator
 from spatial_latent.render.plan import LatentPatch, PaddingMode
-from support import TINY_CONFIGS
+from support import TINY_CONFIGS, noisy_generator
 
 TOL = 1e-4
 
 
-def noisy_generator(name: str, seed: int = 2) -> Generator:
-    G = random_generator(TINY_CONFIGS[name], seed=seed)
-    for m in G.modules():  # random init leaves noise off; turn it on so noise handling is tested
-        if hasattr(m, "noise_strength"):
-            m.noise_strength.data.fill_(0.3)
-    return G
-
-
 @pytest.fixture(scope="module", params=sorted(TINY_CONFIGS))
 def G(request: pytest.FixtureRequest) -> Generator:
-    return noisy_generator(request.param)
+    return noisy_generator(request.param, seed=2)
 
 
 def labels(G: Generator, n: int) -> torch.Tensor | None:

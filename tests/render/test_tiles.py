@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +21,16 @@ from spatial_latent.latents.field import LatentField
 from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.latents.window import Window
 from spatial_latent.render.generator import SpatialGenerator
-from spatial_latent.render.tiles import TileSampler
-from support import TINY_CONFIGS
+from spatial_latent.io import tile_store
+from spatial_latent.render import tiles
+from spatial_latent.render.tiles import STOP_AFTER_TILES_ENV, TileSampler
+from support import TINY_CONFIGS, noisy_generator
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def sampler(arch: str = "skip", tile: int = 16, batch: int = 3, noise_mode: str = "random") -> TileSampler:
-    G = random_generator(TINY_CONFIGS[arch], seed=1)
-    for m in G.modules():
-        if hasattr(m, "noise_strength"):
-            m.noise_strength.data.fill_(0.3)
+    G = noisy_generator(arch, seed=1, strength=0.3)
     field = LatentField(G, seed=7, correlation=1.5, density=2)
     return TileSampler(SpatialGenerator(G, padding="none"), field, tile=tile, batch=batch, noise_mode=noise_mode)
 
@@ -115,27 +112,64 @@ def test_cli_writes_png_and_tiff_with_the_same_pixels(tmp_path: Path, capsys: py
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.tif"]  # no parts left behind
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_bytes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     common = ["--size", "192x128", "--seed", "5", "--tile", "32", "--batch", "2"]  # 24 tiles, 12 batches
     code, err = sample_main(capsys, *common, "--out", str(tmp_path / "ref.png"))
     assert code == 0, err
     out = tmp_path / "scene.png"
     parts = tmp_path / "scene.png.parts"
-    proc = subprocess.Popen([*SAMPLE, *common, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ONE_THREAD)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(parts.glob("tile*.npy"))) < 2 and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = len(list(parts.glob("tile*.npy")))
-    assert 0 < finished < 24, finished  # killed mid-run
-    assert not out.exists()
+    # Killed by the tiles hook right after its 5th stored tile: batches [0, 1] .. [2, 3] are done
+    # and batch [4, 5] is half stored, so the resume must finish a batch it started.
+    r = run_sample(*common, "--out", str(out), env={**ONE_THREAD, STOP_AFTER_TILES_ENV: "5"})
+    assert r.returncode == (-signal.SIGKILL if hasattr(signal, "SIGKILL") else 137), r.stderr[-2000:]
+    assert sorted(p.name for p in parts.glob("tile*.npy")) == [f"tile{i:07d}.npy" for i in range(5)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.png", "scene.png.parts"]  # no output, no temporary file
     code, err = sample_main(capsys, *common, "--out", str(out))
     assert code == 2 and "--resume" in err
     code, err = sample_main(capsys, *common, "--out", str(out), "--resume")
     assert code == 0, err
     assert out.read_bytes() == (tmp_path / "ref.png").read_bytes()
     assert not parts.exists()
+
+
+def test_resume_keeps_stored_tiles_and_renders_only_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process: a run stopped after 3 of 8 tiles (batch 2) renders 5 tiles on resume, none twice."""
+    ts = sampler(tile=16, batch=2)
+    H, W = 32, 64  # 2 x 4 tiles
+    ts.render_to_file(tmp_path / "ref.png", H, W)
+
+    def interrupt() -> None:  # the hook's kill, made catchable so that this process survives it
+        raise KeyboardInterrupt("killed by the tiles hook")
+
+    monkeypatch.setattr(tiles, "_die_as_if_killed", interrupt)
+    monkeypatch.setenv(STOP_AFTER_TILES_ENV, "3")
+    with pytest.raises(KeyboardInterrupt, match="killed by the tiles hook"):
+        ts.render_to_file(tmp_path / "s.png", H, W)
+    parts = tmp_path / "s.png.parts"
+    assert sorted(p.name for p in parts.glob("tile*.npy")) == [f"tile{i:07d}.npy" for i in range(3)]
+    monkeypatch.delenv(STOP_AFTER_TILES_ENV)
+    put: list[int] = []
+    real_put = tile_store.TileStore.put
+
+    def counting_put(self: tile_store.TileStore, index: int, tile: np.ndarray) -> None:
+        put.append(index)
+        real_put(self, index, tile)
+
+    monkeypatch.setattr(tile_store.TileStore, "put", counting_put)
+    ts.render_to_file(tmp_path / "s.png", H, W, resume=True)
+    assert put == [3, 4, 5, 6, 7]
+    assert (tmp_path / "s.png").read_bytes() == (tmp_path / "ref.png").read_bytes()
+
+
+def test_stop_hook_is_off_unless_set_to_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(STOP_AFTER_TILES_ENV, raising=False)
+    assert tiles._stop_after_tiles() == 0
+    monkeypatch.setenv(STOP_AFTER_TILES_ENV, " 7 ")
+    assert tiles._stop_after_tiles() == 7
+    monkeypatch.setenv(STOP_AFTER_TILES_ENV, "seven")
+    with pytest.raises(InputError, match=f"{STOP_AFTER_TILES_ENV} must be a whole number of tiles, got 'seven'"):
+        tiles._stop_after_tiles()
 
 
 def test_resume_refuses_different_settings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -147,22 +181,27 @@ def test_resume_refuses_different_settings(tmp_path: Path, capsys: pytest.Captur
     assert code == 2 and "settings differ" in err
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.slow
 def test_two_processes_make_the_same_image(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import torch.distributed as dist
+
     common = ["--size", "96x64", "--seed", "3", "--tile", "16", "--batch", "2"]
     assert sample_main(capsys, *common, "--out", str(tmp_path / "one.png"))[0] == 0
-    # What torchrun --nproc_per_node 2 sets up, without its launcher process: env:// rendezvous, gloo.
-    env = {**ONE_THREAD, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    # What torchrun --nproc_per_node 2 sets up, without its launcher process: env:// rendezvous,
+    # gloo, and the launcher's store, which this test hosts. It binds port 0 (the OS picks a free
+    # one) and holds it until both ranks are done, so no other process can take the port between
+    # choosing and using it; TORCHELASTIC_USE_AGENT_STORE makes both ranks its clients, as under torchrun.
+    store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
+    env = {
+        **ONE_THREAD, "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(store.port),
+        "TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_RESTART_COUNT": "0",
+    }
     procs = [
         subprocess.Popen([*SAMPLE, *common, "--out", str(tmp_path / "two.png")], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for r in range(2)
     ]
     results = [p.communicate(timeout=300) for p in procs]
+    del store
     assert all(p.returncode == 0 for p in procs), [e[-2000:] for _, e in results]
     assert "wrote" in results[0][0] and "wrote" not in results[1][0]  # rank 0 assembles
     assert (tmp_path / "two.png").read_bytes() == (tmp_path / "one.png").read_bytes()
@@ -187,6 +226,7 @@ print(int(m.group(1)) if m else resource.getrusage(resource.RUSAGE_SELF).ru_maxr
 """
 
 
+@pytest.mark.slow
 def test_memory_stays_flat_as_the_image_grows(tmp_path: Path) -> None:
     peaks = {}
     for side in (128, 512):  # 16x the pixels
@@ -219,6 +259,7 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: s
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_help_explains_every_flag() -> None:
     r = run_sample("--help")
     assert r.returncode == 0
