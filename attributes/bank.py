@@ -1,7 +1,7 @@
 """Direction banks: named edit directions saved for one generator, applied to grids later.
 
-File format (``.npz``, read with ``numpy.load(allow_pickle=False)``, so it cannot run code; a
-file holding pickled objects is refused):
+File format (``.npz``, read by a restricted reader that checks every declared size against the
+file before allocating and refuses object arrays, so it cannot run code or unpack a zip bomb):
 
 * ``__bank__``: a 0-d unicode array holding JSON: ``format`` (``"spatial-latent-direction-bank"``),
   ``format_version``, ``generator`` (``Generator.fingerprint()``, or null), ``space``, ``w_dim``,
@@ -17,6 +17,7 @@ grid checks space, layers and cells (see :meth:`Direction.check_grid`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -28,6 +29,7 @@ import torch
 from spatial_latent._version import __version__
 from spatial_latent.atomic import atomic_write
 from spatial_latent.errors import InputError
+from spatial_latent.limits import MAX_BANK_BYTES, check_file_size, check_zip_sizes, load_json
 from spatial_latent.latents.grid import LatentGrid
 
 from .direction import Direction, grid_fingerprint
@@ -157,19 +159,9 @@ class DirectionBank:
             raise InputError(f"direction bank not found: {path}")
         if not zipfile.is_zipfile(path):
             raise InputError(f"{path} is not a direction bank (.npz archive)")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                if META_KEY not in f.files:
-                    raise InputError(f"{path} is an .npz archive but not a direction bank (no {META_KEY})")
-                arrays = {k: f[k] for k in f.files}
-        except InputError:
-            raise
-        except ValueError as e:
-            if "pickle" in str(e).lower():
-                raise InputError(f"{path} holds pickled Python objects; refusing to load it (unpickling can run code)") from None
-            raise InputError(f"{path}: corrupt direction bank ({e})") from None
-        except Exception as e:
-            raise InputError(f"{path}: corrupt or unreadable direction bank ({type(e).__name__}: {e})") from None
+        arrays = _read_npz(path)
+        if META_KEY not in arrays:
+            raise InputError(f"{path} is an .npz archive but not a direction bank (no {META_KEY})")
         return cls._from_arrays(path, arrays)
 
     @classmethod
@@ -177,10 +169,7 @@ class DirectionBank:
         raw = arrays[META_KEY]
         if raw.dtype.kind != "U" or raw.ndim != 0:
             raise InputError(f"{path}: bank header is not a text record")
-        try:
-            header = json.loads(str(raw))
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}: bank header is not valid JSON ({e})") from None
+        header = load_json(str(raw), str(path), "bank header", InputError)
         if not isinstance(header, dict) or header.get("format") != BANK_FORMAT:
             raise InputError(f"{path} is not a spatial-latent direction bank")
         if header.get("format_version") != BANK_FORMAT_VERSION:
@@ -207,14 +196,56 @@ class DirectionBank:
                     meta=e.get("meta") or {},
                 )
                 bank.add(d)
-        except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{path}: malformed direction bank ({type(e).__name__}: {e})") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise InputError(f"{path}: malformed direction bank ({type(e).__name__}: {str(e)[:200]})") from None
         return bank
 
     def summary(self) -> str:
         """Several lines describing the bank (for ``--list``)."""
         head = f"direction bank for generator {self.generator or '?'} (w_dim {self.w_dim}, num_ws {self.num_ws}), {len(self)} directions"
         return "\n".join([head, *("  " + d.summary() for d in self)])
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` at ``path``, each size checked before it is allocated.
+
+    The zip members may declare no more bytes than the file holds (:func:`check_zip_sizes`:
+    a zip bomb is refused before anything is decompressed), and each ``.npy`` header's shape
+    and dtype must describe exactly the bytes its member holds; object (pickled) arrays are
+    refused.
+    """
+    source = str(path)
+    check_file_size(path, MAX_BANK_BYTES, "direction bank", InputError)
+    infos = check_zip_sizes(path, source, "direction bank", InputError)
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in infos:
+                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in ((1, 0), (2, 0), (3, 0)):
+                        raise InputError(f"{path}: member {info.filename!r} has .npy version {version}")
+                    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                    shape, fortran, dtype = reader(f)
+                    if dtype.hasobject:
+                        raise InputError(f"{path} holds pickled Python objects; refusing to load it (unpickling can run code)")
+                    need = math.prod(shape) * dtype.itemsize
+                    have = info.file_size - f.tell()
+                    if need != have:
+                        raise InputError(
+                            f"{path}: member {info.filename!r} declares {list(shape)} x {dtype} ({need} bytes) but holds {have} bytes"
+                        )
+                    raw = f.read(need)
+                if len(raw) != need:
+                    raise InputError(f"{path}: member {info.filename!r} is truncated")
+                arr = np.frombuffer(raw, dtype=dtype)
+                arrays[name] = arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
+    except InputError:
+        raise
+    except Exception as e:  # BadZipFile, CRC errors, bad .npy headers
+        raise InputError(f"{path}: corrupt or unreadable direction bank ({type(e).__name__}: {str(e)[:200]})") from None
+    return arrays
 
 
 def _json_default(v: Any) -> Any:

@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import math
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from torch import nn
 
 from spatial_latent.atomic import atomic_write
 from spatial_latent.errors import InputError
+from spatial_latent.limits import MAX_ENCODER_BYTES, check_file_size, check_zip_sizes
 from spatial_latent.latents.grid import LatentGrid
 from spatial_latent.networks import Generator
 
@@ -199,6 +201,9 @@ def read_encoder_file(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"encoder file not found: {path}")
+    check_file_size(path, MAX_ENCODER_BYTES, "learned encoder file", InputError)
+    if zipfile.is_zipfile(path):  # declared sizes first: torch would trust them
+        check_zip_sizes(path, str(path), "learned encoder file", InputError)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -214,10 +219,30 @@ def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu", G:
     """Read an encoder written by :func:`save_encoder`; with ``G``, check that it fits it."""
     payload = read_encoder_file(path)
     try:
-        enc = GridEncoder(EncoderConfig(**payload["config"]))
-        enc.load_state_dict(payload["state_dict"], strict=True)
-    except (TypeError, KeyError, RuntimeError) as e:
-        raise InputError(f"{path}: inconsistent encoder file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        cfg = EncoderConfig(**payload["config"])
+        for f in dataclasses.fields(cfg):
+            v = getattr(cfg, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 1 << 16:
+                raise InputError(f"{path}: encoder config {f.name} is {v!r}, expected an integer in [0, 65536]")
+        state = payload["state_dict"]
+        if not isinstance(state, dict):
+            raise InputError(f"{path}: the encoder file holds no state dict")
+        # the shapes the config implies, from a network built on the meta device (no memory),
+        # checked against the file's tensors before a real network is allocated
+        with torch.device("meta"):
+            meta = GridEncoder(cfg).state_dict()
+        expected = {k: tuple(v.shape) for k, v in meta.items()}
+        wrong = [k for k, shape in expected.items() if not isinstance(state.get(k), torch.Tensor) or tuple(state[k].shape) != shape]
+        extra = [k for k in state if k not in expected]
+        if wrong or extra:
+            raise InputError(f"{path}: encoder weights do not match its config (missing or mis-shaped: {wrong[:6]}, unexpected: {extra[:6]})")
+        bad = [k for k, v in state.items() if meta[k].is_floating_point() and (not v.is_floating_point() or not torch.isfinite(v).all())]
+        if bad:
+            raise InputError(f"{path}: encoder weights are not finite floating-point numbers in {bad[:6]}")
+        enc = GridEncoder(cfg)
+        enc.load_state_dict(state, strict=True)
+    except (TypeError, KeyError, RuntimeError, ValueError, AttributeError) as e:
+        raise InputError(f"{path}: inconsistent encoder file ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]})") from None
     enc = enc.eval().requires_grad_(False).to(device)
     if G is not None:
         enc.check_generator(G)

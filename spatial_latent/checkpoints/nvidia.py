@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, UnsupportedCheckpointError
+from ..limits import plain_data
 from ..networks import GeneratorConfig
 from .safe_pickle import PersistentObject, TensorRecord
 from .validate import check_resample_filter, infer_config
@@ -71,6 +72,8 @@ def flatten_persistent(
                 if not isinstance(name, str):
                     raise CheckpointError(f"{source}: module {where} has a non-string child name")
                 stack.append((f"{prefix}{name}.", child, depth + 1))
+        if len(stack) + len(modules) > _MAX_MODULES:  # shared children would multiply without end
+            raise CheckpointError(f"{source}: network module tree has more than {_MAX_MODULES} modules (shared or cyclic children)")
     return tensors, modules
 
 
@@ -89,17 +92,14 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _plain(obj: Any, depth: int = 0) -> Any:
-    """A JSON-friendly copy of small config data for ``info`` (records become their repr)."""
-    if depth > 6:
-        return "..."
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v, depth + 1) for k, v in list(obj.items())[:64]}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v, depth + 1) for v in obj[:64]]
-    return repr(obj)[:80]
+def _plain(obj: Any, source: str, what: str) -> Any:
+    """A JSON-friendly copy of config data for ``info`` (records become their repr).
+
+    Shared containers are measured once (memoised by identity) and the expanded size and depth
+    are bounded (:func:`~spatial_latent.limits.plain_data`): a web of shared dicts of a few KB is
+    refused at once instead of being expanded without end.
+    """
+    return plain_data(obj, source, what)
 
 
 def _drop_resample_filters(sd: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
@@ -221,13 +221,13 @@ def convert_nvidia_snapshot(obj: Any, *, source: str) -> tuple[GeneratorConfig, 
         if isinstance(stored, int) and stored != value:
             raise CheckpointError(f"{source}: stored {attr}={stored} disagrees with the tensor shapes ({value})")
 
-    info: dict[str, Any] = {"network": net_name, "init_kwargs": _plain(g_kwargs)}
+    info: dict[str, Any] = {"network": net_name, "init_kwargs": _plain(g_kwargs, source, f"{net_name}._init_kwargs")}
     if net_name == "G":
         info["note"] = "no G_ema in the snapshot; the training generator G was used"
     if isinstance(obj, Mapping):
         tsk = obj.get("training_set_kwargs")
         if isinstance(tsk, Mapping):
-            info["training_set_kwargs"] = _plain(tsk)
+            info["training_set_kwargs"] = _plain(tsk, source, "training_set_kwargs")
             if isinstance(tsk.get("resolution"), int):
                 info["training_set_resolution"] = tsk["resolution"]
         info["snapshot_keys"] = [str(k) for k in obj.keys()][:20]

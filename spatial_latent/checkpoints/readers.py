@@ -35,12 +35,13 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, UnsupportedCheckpointError
+from ..limits import MAX_CHECKPOINT_BYTES, check_file_size
 from ..networks import GeneratorConfig
 from .nvidia import convert_nvidia_snapshot
 from .rosinality import convert_torch_checkpoint, load_torch_file
-from .safe_pickle import PersistentObject, TensorRecord, TFNetworkStub, load_pickle_bytes
+from .safe_pickle import PersistentObject, TensorRecord, TFNetworkStub, load_pickle_file
 from .tensorflow import convert_tf_pickle
-from .validate import expected_shapes, infer_config, validate_state_dict
+from .validate import check_config_values, checked_weights, expected_shapes, infer_config, validate_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ def _check_file(path: str | os.PathLike) -> Path:
         raise CheckpointError(f"{p}: cannot read checkpoint file ({exc})") from exc
     if size == 0:
         raise CheckpointError(f"{p}: checkpoint file is empty (0 bytes)")
+    check_file_size(p, MAX_CHECKPOINT_BYTES, "generator checkpoint")
     return p
 
 
@@ -206,23 +208,14 @@ def _records_to_tensors(obj: Any) -> dict | None:
 def _finalise(
     config: GeneratorConfig, state_dict: dict[str, torch.Tensor], info: dict, source: str
 ) -> ConvertedCheckpoint:
-    out: dict[str, torch.Tensor] = {}
-    bad: list[str] = []
-    for k, v in state_dict.items():
-        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
-            raise CheckpointError(f"{source}: {k} is not a floating-point tensor")
-        # one fresh contiguous float32 copy: no view into the unpickled storages survives
-        t = v.detach().to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
-        if not torch.isfinite(t).all():
-            bad.append(k)
-        out[k] = t
-    if bad:
-        raise CheckpointError(f"{source}: non-finite values (NaN/inf) in {bad[:12]}")
-    w_avg_present = "mapping.w_avg" in out
+    sd = dict(state_dict)
+    w_avg_present = "mapping.w_avg" in sd
     if not w_avg_present:
         # placeholder so the state dict loads strictly; the caller computes the real average
-        out["mapping.w_avg"] = torch.zeros(config.w_dim, dtype=torch.float32)
-    validate_state_dict(config, out, source=source)
+        sd["mapping.w_avg"] = torch.zeros(config.w_dim, dtype=torch.float32)
+    validate_state_dict(config, sd, source=source)  # keys and shapes first: nothing copied yet
+    out = checked_weights(sd, source)  # float32 copies; non-float or NaN/inf refused
+    check_config_values(config, source)
     return ConvertedCheckpoint(config, out, w_avg_present, config.source_format, info)
 
 
@@ -245,12 +238,7 @@ def read_checkpoint(path: str | os.PathLike) -> ConvertedCheckpoint:
     source = str(p)
     fmt = detect_format(p)
     if fmt in ("nvidia-pkl", "tf-pkl"):
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise CheckpointError(f"{source}: cannot read checkpoint file ({exc})") from exc
-        obj = load_pickle_bytes(data, source=source)
-        del data
+        obj = load_pickle_file(p, source=source)  # memory-mapped and size-capped, never read whole
         if isinstance(obj, tuple) and obj and all(isinstance(x, TFNetworkStub) for x in obj):
             config, sd, info = convert_tf_pickle(obj, source=source)
         elif (plain := _records_to_tensors(obj)) is not None:

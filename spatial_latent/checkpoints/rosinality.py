@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, UnsafePickleError
+from ..limits import MAX_CHECKPOINT_BYTES, check_file_size, check_zip_sizes, expanded_size, plain_data
 from ..networks import GeneratorConfig
 from .nvidia import convert_nvidia_state_dict
 from .validate import check_resample_filter, infer_config
@@ -50,16 +51,10 @@ def load_torch_file(path: str | os.PathLike, *, source: str) -> Any:
     Raises :class:`UnsafePickleError` when torch's allow-list refuses a global and
     :class:`CheckpointError` for a truncated or corrupt file.
     """
-    size = os.path.getsize(path)
+    check_file_size(path, MAX_CHECKPOINT_BYTES, "torch checkpoint")
     if zipfile.is_zipfile(path):
-        # torch stores records uncompressed; huge declared sizes would mean a zip bomb.
-        try:
-            with zipfile.ZipFile(path) as zf:
-                declared = sum(i.file_size for i in zf.infolist())
-        except (zipfile.BadZipFile, OSError, ValueError) as exc:
-            raise CheckpointError(f"{source}: truncated or corrupt torch zip file ({exc})") from exc
-        if declared > 2 * size + (64 << 20):
-            raise CheckpointError(f"{source}: zip entries declare {declared} bytes for a {size}-byte file; refusing to unpack")
+        # torch stores records uncompressed; declared sizes beyond the file's would mean a zip bomb
+        check_zip_sizes(path, source, "torch checkpoint")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -79,23 +74,24 @@ def load_torch_file(path: str | os.PathLike, *, source: str) -> Any:
     return obj
 
 
-def _check_tensor_sizes(obj: Any, source: str, depth: int = 0) -> None:
+def _check_tensor_sizes(obj: Any, source: str) -> None:
     """Refuse tensors with more elements than their storage (zero / overlapping strides).
 
     Copying such a view (reshape, ``.contiguous()``) could allocate far more memory than the
-    file holds; real checkpoints never contain them.
+    file holds; real checkpoints never contain them. Containers are bounded first (shared lists
+    and dicts are counted once), so a web of shared containers cannot make this walk explode.
     """
-    if depth > 8:
-        raise CheckpointError(f"{source}: checkpoint containers are nested too deeply")
-    if isinstance(obj, torch.Tensor):
-        if obj.numel() * obj.element_size() > obj.untyped_storage().nbytes():
-            raise CheckpointError(f"{source}: a tensor of shape {list(obj.shape)} has more elements than its storage")
-    elif isinstance(obj, Mapping):
-        for v in obj.values():
-            _check_tensor_sizes(v, source, depth + 1)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            _check_tensor_sizes(v, source, depth + 1)
+    expanded_size(obj, source, "checkpoint containers", max_depth=8)
+    seen: set[int] = set()
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            if x.numel() * x.element_size() > x.untyped_storage().nbytes():
+                raise CheckpointError(f"{source}: a tensor of shape {list(x.shape)} has more elements than its storage")
+        elif isinstance(x, (Mapping, list, tuple)) and id(x) not in seen:
+            seen.add(id(x))
+            stack.extend(x.values() if isinstance(x, Mapping) else x)
 
 
 def _tensor(sd: Mapping[str, Any], key: str, shape_ok: Any, what: str, source: str) -> torch.Tensor:
@@ -199,11 +195,12 @@ def _w_avg_from(latent_avg: Any, source: str) -> torch.Tensor | None:
     return latent_avg if latent_avg.dim() == 1 else latent_avg[0]
 
 
-def _plain_args(args: Any) -> Any:
+def _plain_args(args: Any, source: str) -> Any:
     if isinstance(args, argparse.Namespace):
         args = vars(args)
     if isinstance(args, Mapping):
-        return {str(k): v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))}
+        kept = {str(k): v for k, v in args.items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))}
+        return plain_data(kept, source, "args")
     return None
 
 
@@ -225,7 +222,7 @@ def convert_torch_checkpoint(obj: Any, *, source: str) -> tuple[GeneratorConfig,
     if isinstance(inner, Mapping) and any(isinstance(k, str) and k.startswith("decoder.") for k in inner):
         sd = {k[len("decoder."):]: v for k, v in inner.items() if isinstance(k, str) and k.startswith("decoder.")}
         info.update(network="state_dict[decoder.*]", layout="psp")
-        opts = _plain_args(obj.get("opts"))
+        opts = _plain_args(obj.get("opts"), source)
         if opts is not None:
             info["opts"] = opts
     else:
@@ -243,7 +240,7 @@ def convert_torch_checkpoint(obj: Any, *, source: str) -> tuple[GeneratorConfig,
     if sd is None:
         keys = sorted(str(k) for k in obj.keys())[:20]
         raise CheckpointError(f"{source}: no generator found in the torch checkpoint; keys: {keys}")
-    args = _plain_args(obj.get("args"))
+    args = _plain_args(obj.get("args"), source)
     if args is not None:
         info["args"] = args
 

@@ -14,9 +14,10 @@ network source code, which their own loader ``exec``s. This module never does ei
 * Persistent ids are refused. Tensor storages (``torch.storage._load_from_bytes`` blobs in the
   legacy ``torch.save`` format) are parsed by :func:`read_legacy_storage`, a small restricted
   reader that checks every declared size against the bytes actually present before allocating.
-* Before unpickling, :func:`load_pickle_bytes` walks the opcode stream once
-  (:mod:`pickletools`) so that a truncated file or an absurd declared length is reported as a
-  clean :class:`~spatial_latent.errors.CheckpointError` instead of a huge allocation.
+* Before unpickling, :func:`load_pickle_bytes` / :func:`load_pickle_file` walk the opcode stream
+  once (:mod:`pickletools`) so that a truncated file, an absurd declared length or memo index is
+  reported as a clean :class:`~spatial_latent.errors.CheckpointError` instead of a huge
+  allocation. Files are streamed, not read whole, and capped in size.
 
 ``torch_utils.persistence._reconstruct_persistent_obj`` is mapped to a function that keeps the
 class name and the instance ``state`` and drops ``module_src`` unread.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 import pickle
 import pickletools
 from collections.abc import Callable
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, UnsafePickleError, UnsupportedCheckpointError
+from ..limits import MAX_CHECKPOINT_BYTES, check_file_size
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ __all__ = [
     "TensorRecord",
     "allowed_globals",
     "load_pickle_bytes",
+    "load_pickle_file",
     "read_legacy_storage",
 ]
 
@@ -577,24 +581,54 @@ def read_legacy_storage(blob: bytes) -> StorageRecord:
 
 
 
-def _prescan(data: bytes, source: str) -> None:
-    """Walk the opcodes once without building anything.
+_MEMO_PUTS = ("PUT", "BINPUT", "LONG_BINPUT")
 
-    ``pickletools`` reads each length-prefixed argument from an in-memory buffer, so a
-    truncated file or a length larger than the file fails here with no allocation.
+
+def _prescan(stream: Any, size: int, source: str) -> None:
+    """Walk the opcodes of ``stream`` (``size`` bytes) once without building anything.
+
+    ``pickletools`` reads each length-prefixed argument from the stream, which returns at most
+    what is left, so a truncated file or a length larger than the file fails here with no
+    allocation. Frame lengths are checked against the bytes left, and memo indices against the
+    number of opcodes read so far: a real pickler numbers its memo entries 0, 1, 2, ..., and the
+    unpickler sizes its memo table by the largest index, so a 9-byte file could otherwise ask
+    for gigabytes.
     """
+    ops = 0
     try:
-        for op, arg, pos in pickletools.genops(io.BytesIO(data)):
-            if op.name == "FRAME" and arg > len(data) - pos:
+        for op, arg, pos in pickletools.genops(stream):
+            ops += 1
+            name = op.name
+            if name == "FRAME" and arg > size - pos:
                 raise CheckpointError(
                     f"{source}: truncated or corrupt pickle (a {arg}-byte frame at byte {pos} runs past the end of the file)"
                 )
-            if op.name in ("PERSID", "BINPERSID"):
+            if name in _MEMO_PUTS and arg > ops:
+                raise CheckpointError(
+                    f"{source}: corrupt or hostile pickle (memo index {arg} at byte {pos}, after only {ops} opcodes)"
+                )
+            if name in ("PERSID", "BINPERSID"):
                 raise UnsafePickleError(f"{source}: refused persistent id at byte {pos} (not used by network pickles)")
     except CheckpointError:
         raise
     except Exception as exc:
         raise CheckpointError(f"{source}: truncated or corrupt pickle ({exc})") from exc
+
+
+def _unpickle(stream: Any, source: str) -> Any:
+    """Unpickle ``stream`` (already walked by :func:`_prescan`), every error one line."""
+    try:
+        return SafeUnpickler(stream, source=source).load()
+    except UnsafePickleError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise UnsafePickleError(f"{source}: {exc}") from None
+    except CheckpointError as exc:
+        raise type(exc)(f"{source}: {exc}") from exc
+    except RecursionError as exc:
+        raise CheckpointError(f"{source}: pickle is nested too deeply") from exc
+    except Exception as exc:  # EOFError, UnpicklingError, TypeError, ValueError, MemoryError...
+        raise CheckpointError(f"{source}: truncated or corrupt pickle ({type(exc).__name__}: {exc})") from exc
 
 
 def load_pickle_bytes(data: bytes, *, source: str = "<pickle>") -> Any:
@@ -607,16 +641,66 @@ def load_pickle_bytes(data: bytes, *, source: str = "<pickle>") -> Any:
     """
     if not data:
         raise CheckpointError(f"{source}: empty pickle")
-    _prescan(data, source)
+    _prescan(io.BytesIO(data), len(data), source)
+    return _unpickle(io.BytesIO(data), source)
+
+
+class _GuardedReader:
+    """The file object :func:`_prescan` walks: every read is checked before it is made.
+
+    ``read(n)`` refuses ``n`` beyond :data:`_MAX_PICKLE_ARG` (no network pickle holds a single
+    string, byte blob or frame that large; a real StyleGAN2 tensor is at most tens of MB) and
+    never asks for more than the file has left; ``readline`` stops after
+    :data:`_MAX_PICKLE_LINE` bytes (text opcodes hold short lines). The unpickler then reads the
+    same, now validated, opcodes from the plain file.
+    """
+
+    def __init__(self, f: Any, size: int, source: str) -> None:
+        self._f, self._size, self._source = f, size, source
+
+    def read(self, n: int | None = -1) -> bytes:
+        pos = self._f.tell()
+        left = self._size - pos
+        if n is None or n < 0:
+            n = left
+        if n > _MAX_PICKLE_ARG:
+            raise CheckpointError(
+                f"{self._source}: corrupt or hostile pickle (reading {n} bytes at byte {pos}: no network pickle "
+                f"holds a single item over {_MAX_PICKLE_ARG} bytes)"
+            )
+        return self._f.read(min(n, left))
+
+    def readline(self) -> bytes:
+        return self._f.readline(_MAX_PICKLE_LINE)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def seek(self, pos: int) -> int:
+        return self._f.seek(pos)
+
+
+_MAX_PICKLE_ARG = 256 << 20
+_MAX_PICKLE_LINE = 1 << 20
+
+
+def load_pickle_file(path: str | os.PathLike, *, source: str | None = None) -> Any:
+    """Unpickle the file ``path`` like :func:`load_pickle_bytes`, streaming it.
+
+    The file is never read whole: the opcodes are walked once through :class:`_GuardedReader`
+    (every declared length checked against the file and a per-item cap before it is read), then
+    unpickled from the file, so only the bytes the pickle consumes are read (a sparse file of
+    4 GB apparent size whose pickle ends after 300 KB costs 300 KB). A file larger than
+    :data:`~spatial_latent.limits.MAX_CHECKPOINT_BYTES` is refused up front.
+    """
+    source = str(path) if source is None else source
     try:
-        return SafeUnpickler(io.BytesIO(data), source=source).load()
-    except UnsafePickleError as exc:
-        if str(exc).startswith(source):
-            raise
-        raise UnsafePickleError(f"{source}: {exc}") from None
-    except CheckpointError as exc:
-        raise type(exc)(f"{source}: {exc}") from exc
-    except RecursionError as exc:
-        raise CheckpointError(f"{source}: pickle is nested too deeply") from exc
-    except Exception as exc:  # EOFError, UnpicklingError, TypeError, ValueError, MemoryError...
-        raise CheckpointError(f"{source}: truncated or corrupt pickle ({type(exc).__name__}: {exc})") from exc
+        size = check_file_size(path, MAX_CHECKPOINT_BYTES, "network pickle")
+        if size == 0:
+            raise CheckpointError(f"{source}: empty pickle")
+        with open(path, "rb") as f:
+            _prescan(_GuardedReader(f, size, source), size, source)
+            f.seek(0)
+            return _unpickle(f, source)
+    except OSError as exc:
+        raise CheckpointError(f"{source}: cannot read checkpoint file ({exc})") from exc

@@ -56,12 +56,16 @@ def _to_array(value: Any, name: str, source: str) -> np.ndarray:
 def collect_tf_variables(net: TFNetworkStub, source: str) -> dict[str, np.ndarray]:
     """All variables of a TF Network and its components, keyed ``'mapping/Dense0/weight'``."""
     out: dict[str, np.ndarray] = {}
+    seen: set[int] = set()
 
     def visit(stub: Any, prefix: str, depth: int) -> None:
         if not isinstance(stub, TFNetworkStub) or not isinstance(stub.state, Mapping):
             raise CheckpointError(f"{source}: TF component {prefix or '<root>'} is not a dnnlib Network")
         if depth > _MAX_DEPTH:
             raise CheckpointError(f"{source}: TF network components nested too deeply")
+        if id(stub) in seen:  # a shared component would be converted once per path to it
+            raise CheckpointError(f"{source}: TF component {prefix or '<root>'} appears twice in the network (shared or cyclic)")
+        seen.add(id(stub))
         variables = stub.state.get("variables", [])
         components = stub.state.get("components", {})
         if not isinstance(variables, (list, tuple)) or not isinstance(components, Mapping):

@@ -28,6 +28,8 @@ key                                    shape
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from collections.abc import Mapping
 
@@ -37,7 +39,10 @@ from ..errors import CheckpointError, UnsupportedCheckpointError
 from ..networks import GeneratorConfig
 
 __all__ = [
+    "check_config_values",
     "check_resample_filter",
+    "checked_weights",
+    "config_from_json",
     "expected_shapes",
     "infer_config",
     "standard_resample_filter",
@@ -290,3 +295,93 @@ def infer_config(
         )
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: inconsistent generator configuration: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Values: every reader (foreign and native) holds weights and configs to the same rules
+# --------------------------------------------------------------------------------------------
+
+#: Largest mapping learning-rate multiplier accepted (StyleGAN2 uses 0.01; 1 means none).
+MAX_LR_MULTIPLIER = 10.0
+_MAX_DIM = 1 << 16  # any width, channel count or label count
+_INT_FIELDS = ("z_dim", "w_dim", "img_resolution", "c_dim", "img_channels", "mapping_layers", "mapping_hidden",
+               "embed_features", "num_fp16_res")  # fmt: skip
+
+
+def checked_weights(state_dict: Mapping[str, object], source: str) -> dict[str, torch.Tensor]:
+    """Fresh float32, contiguous CPU copies of ``state_dict``'s tensors.
+
+    Raises :class:`CheckpointError` for a value that is not a floating-point tensor (an int32
+    weight is refused, not cast) and for NaN or inf anywhere, naming the keys.
+    """
+    out: dict[str, torch.Tensor] = {}
+    bad: list[str] = []
+    for k, v in state_dict.items():
+        if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+            what = f"a {v.dtype} tensor" if isinstance(v, torch.Tensor) else f"a {type(v).__name__}"
+            raise CheckpointError(f"{source}: {k} is {what}, not a floating-point tensor")
+        # one fresh contiguous float32 copy: no view into the file's storages survives
+        t = v.detach().to(device="cpu", dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
+        if not torch.isfinite(t).all():
+            bad.append(k)
+        out[k] = t
+    if bad:
+        raise CheckpointError(f"{source}: non-finite values (NaN/inf) in {_listing(bad)}")
+    return out
+
+
+def check_config_values(config: GeneratorConfig, source: str) -> None:
+    """Raise :class:`CheckpointError` for hyper-parameters no real generator has: a mapping
+    learning-rate multiplier outside ``(0, MAX_LR_MULTIPLIER]``, a non-finite or non-positive
+    conv clamp, more fp16 blocks than blocks."""
+    lr = config.mapping_lr_multiplier
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and 0 < lr <= MAX_LR_MULTIPLIER):
+        raise CheckpointError(f"{source}: mapping learning-rate multiplier {lr!r} is outside (0, {MAX_LR_MULTIPLIER:g}]")
+    clamp = config.conv_clamp
+    if clamp is not None and not (isinstance(clamp, (int, float)) and math.isfinite(clamp) and clamp > 0):
+        raise CheckpointError(f"{source}: conv_clamp {clamp!r} is not a positive finite number")
+    if not 0 <= config.num_fp16_res <= len(config.block_resolutions):
+        raise CheckpointError(f"{source}: num_fp16_res {config.num_fp16_res} is outside [0, {len(config.block_resolutions)}]")
+
+
+def config_from_json(text: object, source: str) -> GeneratorConfig:
+    """A :class:`GeneratorConfig` from the JSON a native file stores, every field type-checked.
+
+    One :class:`CheckpointError` line for anything else: JSON nested too deeply, a field of the
+    wrong type (``channels`` as a list or null, a width as text), unknown fields, values out of
+    range (see :func:`check_config_values`).
+    """
+    from ..limits import check_json_object, load_json
+
+    if not isinstance(text, (str, bytes)):
+        raise CheckpointError(f"{source}: no generator config in the metadata")
+    d = check_json_object(load_json(text, source, "generator config"), source, "generator config")
+    known = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise CheckpointError(f"{source}: unknown generator config keys {unknown[:8]}")
+    for name in _INT_FIELDS:
+        v = d.get(name)
+        if name not in d or (v is None and name in ("mapping_hidden", "embed_features")):
+            continue  # a missing required field is reported by the constructor below
+        if not (isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _MAX_DIM):
+            raise CheckpointError(f"{source}: generator config {name} is {v!r}, expected an integer in [0, {_MAX_DIM}]")
+    ch = d.get("channels")
+    if not isinstance(ch, dict) or not ch:
+        raise CheckpointError(f"{source}: generator config channels is {type(ch).__name__}, expected an object {{resolution: width}}")
+    for k, v in ch.items():
+        if not (isinstance(k, str) and k.isdigit() and len(k) <= 6) or not (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= _MAX_DIM):
+            raise CheckpointError(f"{source}: generator config channels entry {k!r}: {v!r} is not resolution: width in [1, {_MAX_DIM}]")
+    for name in ("mapping_lr_multiplier", "conv_clamp"):
+        v = d.get(name)
+        if name in d and not (v is None and name == "conv_clamp") and not (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            raise CheckpointError(f"{source}: generator config {name} is {v!r}, expected a number")
+    for name in ("architecture", "source_format"):
+        if name in d and not isinstance(d[name], str):
+            raise CheckpointError(f"{source}: generator config {name} is {d[name]!r}, expected a string")
+    try:
+        config = GeneratorConfig(**{**d, "channels": {int(k): v for k, v in ch.items()}})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: invalid generator config ({exc})") from None
+    check_config_values(config, source)
+    return config

@@ -254,8 +254,10 @@ class LatentGrid:
 
     # -- files -----------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a ``.safetensors`` file (cannot run code) with the grid, extras and metadata; atomic."""
-        from safetensors.torch import save_file
+        """Write a ``.safetensors`` file (cannot run code) with the grid, extras and metadata; atomic.
+        Metadata keys are sorted and the tensors' SHA-256 stored, so equal grids give equal bytes
+        and :meth:`load` can tell a damaged file."""
+        from ..io.safetensors_io import save_safetensors
 
         path = Path(path)
         tensors = {"grid": self.data.detach().to("cpu", torch.float32).contiguous()}
@@ -271,17 +273,23 @@ class LatentGrid:
             "meta": json.dumps(self.meta, sort_keys=True, default=str),
         }
         with atomic_write(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+            save_safetensors(tmp, tensors, meta)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "LatentGrid":
-        """Read a file written by :meth:`save`; a clear :class:`InputError` for anything else."""
+        """Read a file written by :meth:`save`; a clear :class:`InputError` for anything else
+        (a file larger than :data:`~spatial_latent.limits.MAX_LATENT_BYTES`, ``meta`` JSON nested
+        too deeply, tensors that do not match the SHA-256 the file stores)."""
         from safetensors import safe_open
+
+        from ..io.safetensors_io import verify_tensors_sha256
+        from ..limits import MAX_LATENT_BYTES, check_file_size, check_json_object, load_json
 
         path = Path(path)
         if not path.is_file():
             raise InputError(f"latent file not found: {path}")
+        check_file_size(path, MAX_LATENT_BYTES, "latent file", InputError)
         try:
             with safe_open(str(path), framework="pt", device=str(device)) as f:
                 meta = dict(f.metadata() or {})
@@ -291,7 +299,9 @@ class LatentGrid:
                     raise InputError(f"{path}: latent format version {meta.get('format_version')!r} is not supported")
                 data = f.get_tensor("grid")
                 extras = {k[len("extra.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("extra.")}
-            return cls(data, space=meta["space"], density=int(meta["density"]), meta=json.loads(meta.get("meta", "{}")), extras=extras)
+            verify_tensors_sha256({"grid": data, **{f"extra.{k}": v for k, v in extras.items()}}, meta, str(path), InputError)
+            notes = check_json_object(load_json(meta.get("meta", "{}"), str(path), "latent meta", InputError), str(path), "latent meta", InputError)
+            return cls(data, space=meta["space"], density=int(meta["density"]), meta=notes, extras=extras)
         except InputError:
             raise
         except Exception as e:

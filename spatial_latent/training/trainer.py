@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import json
 import logging
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,17 +312,93 @@ def generator_config_dict(cfg: GeneratorConfig) -> dict[str, Any]:
 
 
 def read_training_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :meth:`Trainer.save` without running any code from it."""
+    """Load a checkpoint written by :meth:`Trainer.save` without running any code from it.
+
+    Everything is checked before a network is built from it: the file's size and zip members,
+    both configs (types and ranges), and the keys and shapes of ``G``, ``G_ema`` and ``D``
+    against what the configs imply (so a small file cannot make the caller allocate a huge
+    network), finite floating-point weights. Every failure is one :class:`CheckpointError` line.
+    """
+    from ..limits import MAX_TRAINING_CHECKPOINT_BYTES, check_file_size, check_zip_sizes
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"training checkpoint not found: {path}")
+    check_file_size(path, MAX_TRAINING_CHECKPOINT_BYTES, "training checkpoint")
+    if zipfile.is_zipfile(path):  # declared sizes first: torch would trust them
+        check_zip_sizes(path, str(path), "training checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, foreign pickle, not a torch file
         raise CheckpointError(f"{path} is not a readable training checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a spatial-latent training checkpoint (use --init for generator checkpoints)")
+    _check_training_state(state, str(path))
     return state
+
+
+def _check_training_state(state: dict[str, Any], source: str) -> None:
+    from ..checkpoints.validate import check_config_values, config_from_json, validate_state_dict
+
+    gc = state.get("generator_config")
+    if not isinstance(gc, dict):
+        raise CheckpointError(f"{source}: malformed training checkpoint: generator_config is a {type(gc).__name__}, not a dict")
+    try:
+        gtext = json.dumps(gc)
+    except (TypeError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{source}: malformed training checkpoint: generator_config is not plain data ({e})") from None
+    gcfg = config_from_json(gtext, f"{source}: generator_config")
+    check_config_values(gcfg, source)
+    try:
+        cfg = train_config_from(state)
+        cfg.validate()
+    except (InputError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{source}: malformed training checkpoint: train_config ({type(e).__name__}: {str(e)[:200]})") from None
+    if cfg.mode == "whole" and cfg.crop != gcfg.img_resolution:
+        raise CheckpointError(f"{source}: malformed training checkpoint: whole-image crop {cfg.crop} != resolution {gcfg.img_resolution}")
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise CheckpointError(f"{source}: malformed training checkpoint: step is {step!r}")
+    for name in ("G", "G_ema"):
+        sd = state.get(name)
+        if not isinstance(sd, dict):
+            raise CheckpointError(f"{source}: malformed training checkpoint: no {name} state dict")
+        validate_state_dict(gcfg, sd, source=f"{source}: {name}")
+        _check_finite(sd, f"{source}: {name}")
+    d_channels = cfg.d_channels or _d_channels_for(gcfg, cfg.crop)
+    if any(not 1 <= v <= 1 << 16 for v in d_channels.values()):
+        raise CheckpointError(f"{source}: malformed training checkpoint: discriminator widths {d_channels} out of range")
+    try:
+        with torch.device("meta"):  # shapes only: nothing is allocated
+            expected = {k: tuple(v.shape) for k, v in Discriminator(cfg.crop, d_channels, img_channels=gcfg.img_channels).state_dict().items()}
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{source}: malformed training checkpoint: discriminator config ({type(e).__name__}: {e})") from None
+    sd = state.get("D")
+    if not isinstance(sd, dict) or {k: tuple(getattr(v, "shape", ())) for k, v in sd.items()} != expected:
+        raise CheckpointError(f"{source}: malformed training checkpoint: D does not match its configured widths {d_channels}")
+    _check_finite(sd, f"{source}: D")
+    if not isinstance(state.get("history_json", "[]"), str):
+        raise CheckpointError(f"{source}: malformed training checkpoint: history_json is not text")
+    for name in ("opt_g", "opt_d"):
+        if not isinstance(state.get(name), dict):
+            raise CheckpointError(f"{source}: malformed training checkpoint: no {name} optimizer state")
+
+
+def _check_finite(sd: dict[str, Any], source: str) -> None:
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor) or not v.is_floating_point() or not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{source}: weights are not finite floating-point tensors in {bad[:8]}")
+
+
+def _d_channels_for(gcfg: GeneratorConfig, crop: int) -> dict[int, int]:
+    """:func:`default_d_channels` from a config alone."""
+    ch = gcfg.channels
+    top = ch[gcfg.img_resolution]
+    out, res = {}, crop
+    while res >= 4:
+        out[res] = ch.get(res, top)
+        res //= 2
+    return out
 
 
 def generator_config_from(state: dict[str, Any]) -> GeneratorConfig:
