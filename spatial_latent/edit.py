@@ -100,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     network = args.network or grid.meta.get("network")
     if not network:
         raise InputError("--network is required: the latent file does not record its generator")
+    if not args.network:
+        network = _network_from_file(str(network), args.latent)
     if grid.space == "w" and (plan["layers"] is not None or any(bank[n].space == "w+" for n in plan["names"])):
         grid.check_for(bank.num_ws, bank.w_dim, finite=False)
         grid = grid.to_space("w+", bank.num_ws)  # per-layer edits need a grid per layer
@@ -210,3 +212,17 @@ def _mask(args: argparse.Namespace, grid: Any, region: list[float] | None, cell_
 
 if __name__ == "__main__":
     raise SystemExit(run_cli(main))
+
+
+def _network_from_file(name: str, latent: Any) -> str:
+    """The network a latent file records, accepted only when it is a built-in or well-known
+    network name or an existing local file: a file must never choose what gets downloaded."""
+    from .checkpoints import hub
+    from .checkpoints.loading import BUILTIN_GENERATORS, EMBEDDED_MODELS
+
+    if "://" in name:
+        raise InputError(f"{latent} records its network as {name[:200]!r}, a URL; a file may not choose what is downloaded: pass --network")
+    if not (name in BUILTIN_GENERATORS or name in EMBEDDED_MODELS or hub.is_known(name) or Path(name).expanduser().is_file()):
+        raise InputError(f"{latent} records its network as {name[:200]!r}, which is neither a well-known network nor an existing file; pass --network")
+    print(f"using the network recorded in {latent}: {name} (pass --network to choose another)", file=sys.stderr)
+    return name

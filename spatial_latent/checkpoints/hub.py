@@ -6,7 +6,10 @@ Usage::
 
     path = hub.fetch("ffhq")          # downloads once, then returns the cached file
     path = hub.cached_path("ffhq")    # where that file lives (or must be placed by hand)
-    path = hub.fetch("https://example.org/my-network.pkl")   # any http(s) URL
+
+Only the networks of the built-in registry are ever downloaded: a URL is refused (a file such as
+a latent must not choose what the program fetches; download other networks yourself and pass
+their path). Downloads are capped at :data:`MAX_DOWNLOAD_BYTES`.
 
 The cache directory is ``$SPATIAL_LATENT_CACHE`` when set, else ``~/.cache/spatial_latent``.
 Every known network is cached under the basename of its URL (e.g. ``ffhq.pkl``,
@@ -18,6 +21,12 @@ moved into place with :func:`os.replace` only when complete (and, where a sha256
 correct), so an interrupted download never leaves a half-written file under the final name.
 NVIDIA publishes no checksums for these files, so the built-in entries carry ``sha256=None``;
 the observed hash of each download is logged at INFO level so users can pin it.
+
+Every load from the cache is verified: a marker ``.NAME.verified`` beside the file records its
+size, modification time and SHA-256 (the registry's, or the one observed at download, or at the
+first use of a file placed by hand). While size and time match the marker the file is not
+re-hashed; otherwise it is hashed again and must still match (the registry's hash where known,
+else the recorded one), or :class:`DownloadError` says it changed.
 
 Nothing here touches the network at import time.
 """
@@ -66,14 +75,13 @@ CACHE_ENV_VAR = "SPATIAL_LATENT_CACHE"
 FORMATS = ("nvidia-pkl", "tf-pkl")
 
 _CHUNK_SIZE = 1 << 20  # bytes read per iteration while streaming
+#: Largest download accepted: the largest registry file (a 1024 px snapshot) is about 380 MB.
+MAX_DOWNLOAD_BYTES = 2 << 30
+_MARKER_SUFFIX = ".verified"
 _HASH_CHUNK_SIZE = 1 << 22  # bytes read per iteration while hashing a cached file
 _USER_AGENT = "spatial-latent (python urllib)"
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _is_url(name: str) -> bool:
-    return name.lower().startswith(("http://", "https://"))
 
 
 def _url_basename(url: str) -> str:
@@ -81,16 +89,6 @@ def _url_basename(url: str) -> str:
     raw = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
     safe = _UNSAFE_FILENAME_CHARS.sub("_", raw).strip("._")
     return safe or "download"
-
-
-def _url_cache_name(url: str) -> str:
-    """Cache file name of an arbitrary URL: its basename plus a short hash of the full URL."""
-    base = _url_basename(url)
-    stem, dot, suffix = base.rpartition(".")
-    if not dot or not stem:
-        stem, suffix = base, ""
-    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
-    return f"{stem}-{digest}.{suffix}" if suffix else f"{stem}-{digest}"
 
 
 class _Failure(Exception):
@@ -242,26 +240,26 @@ def _unknown_name_error(name: str, registry: Mapping[str, KnownNetwork]) -> Inpu
     known = ", ".join(registry) or "(none)"
     close = difflib.get_close_matches(name, list(registry), n=3)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return InputError(
-        f"unknown network {name!r}.{hint} Known networks: {known}. "
-        "An http(s):// URL is also accepted."
-    )
+    return InputError(f"unknown network {name!r}.{hint} Known networks: {known}.")
 
 
-def _resolve(
-    name: str, registry: Mapping[str, KnownNetwork] | None
-) -> KnownNetwork | str:
-    """The registry entry for ``name``, or ``name`` itself when it is an http(s) URL."""
+def refuse_url(name: str) -> None:
+    """Raise :class:`InputError` when ``name`` is a URL: only registry networks are downloaded."""
+    if "://" in name:
+        raise InputError(
+            f"{name[:200]!r} is a URL: spatial-latent downloads only the networks of its built-in registry "
+            "(see --list-networks); download the file yourself and pass its path"
+        )
+
+
+def _resolve(name: str, registry: Mapping[str, KnownNetwork] | None) -> KnownNetwork:
+    """The registry entry for ``name`` (URLs are refused: nothing else is ever fetched)."""
     reg = KNOWN_NETWORKS if registry is None else registry
     if not isinstance(name, str):
         raise InputError(f"network name must be a string, got {type(name).__name__}")
     if name in reg:
         return reg[name]
-    if _is_url(name):
-        return name
-    if "://" in name:
-        scheme = name.split("://", 1)[0]
-        raise InputError(f"unsupported URL scheme {scheme!r} in {name!r}: only http(s) is fetched")
+    refuse_url(name)
     raise _unknown_name_error(name, reg)
 
 
@@ -274,18 +272,16 @@ def cached_path(
     """The exact path where the file of network ``name`` lives, or must be placed by hand.
 
     Args:
-        name: a registry name (see :func:`list_networks`) or an http(s) URL.
+        name: a registry name (see :func:`list_networks`).
         cache: cache directory; default :func:`cache_dir`.
         registry: registry to look ``name`` up in; default :data:`KNOWN_NETWORKS`.
 
     Raises:
-        InputError: ``name`` is neither a known network nor an http(s) URL.
+        InputError: ``name`` is not a known network (URLs included).
     """
     target = _resolve(name, registry)
     base = cache_dir() if cache is None else Path(os.path.abspath(Path(cache).expanduser()))
-    if isinstance(target, KnownNetwork):
-        return base / target.filename
-    return base / _url_cache_name(target)
+    return base / target.filename
 
 
 def fetch(
@@ -299,8 +295,7 @@ def fetch(
     """Return the local path of network ``name``, downloading it into the cache if needed.
 
     Args:
-        name: a registry name (see :func:`list_networks`) or an http(s) URL. A URL is cached
-            under its basename plus a short hash of the URL and is not hash-checked.
+        name: a registry name (see :func:`list_networks`); URLs are refused.
         cache: cache directory; default :func:`cache_dir`.
         progress: show a tqdm progress bar (on stderr) while downloading.
         timeout: seconds allowed for connecting and for each read.
@@ -310,16 +305,14 @@ def fetch(
         The path of the cached file (equal to :func:`cached_path`).
 
     Raises:
-        InputError: ``name`` is neither a known network nor an http(s) URL.
-        DownloadError: the download failed, or the file (cached or downloaded) does not match
-            the known sha256. The message names the URL and the path where the file can be
-            placed by hand.
+        InputError: ``name`` is not a known network (URLs included).
+        DownloadError: the download failed or exceeded :data:`MAX_DOWNLOAD_BYTES`, or the file
+            (cached or downloaded) does not match the known sha256 or the one recorded when it
+            was verified. The message names the URL and the path where the file can be placed
+            by hand.
     """
     target = _resolve(name, registry)
-    if isinstance(target, KnownNetwork):
-        return fetch_entry(target, cache=cache, progress=progress, timeout=timeout)
-    dest = cached_path(target, cache, registry=registry)
-    return _fetch_to(target, dest, None, label=target, progress=progress, timeout=timeout)
+    return fetch_entry(target, cache=cache, progress=progress, timeout=timeout)
 
 
 def fetch_entry(
@@ -363,27 +356,77 @@ def _fetch_to(
     progress: bool,
     timeout: float,
 ) -> Path:
-    """Return ``dest`` if it is already there (checking ``sha256``), else download it."""
+    """Return ``dest`` if it is already there (verified, see :func:`_verify_cached`), else
+    download it."""
     if dest.is_file():
         if dest.stat().st_size == 0:
             raise DownloadError(
                 f"the cached file for {label} at {dest} is empty. Delete it and run again to "
                 f"download it from {url}, or place a good copy there by hand."
             )
-        if sha256 is not None:
-            observed = _file_sha256(dest)
-            if observed != sha256:
-                raise DownloadError(
-                    f"the cached file for {label} at {dest} has sha256 {observed}, expected "
-                    f"{sha256}: it is corrupt or a different file. Delete it and run again to "
-                    f"download it from {url}, or place a good copy there by hand."
-                )
+        _verify_cached(dest, sha256, label=label, url=url)
         logger.debug("using cached %s at %s", label, dest)
         return dest
     if dest.exists():
         raise DownloadError(f"the cache path for {label}, {dest}, exists but is not a file")
-    _download(url, dest, sha256, label=label, progress=progress, timeout=timeout)
+    observed = _download(url, dest, sha256, label=label, progress=progress, timeout=timeout)
+    _write_marker(dest, observed)
     return dest
+
+
+def _marker_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}{_MARKER_SUFFIX}")
+
+
+def _read_marker(dest: Path) -> dict[str, Any]:
+    """The verification marker of ``dest`` (``{}`` when absent or unreadable)."""
+    import json
+
+    try:
+        with open(_marker_path(dest), "rb") as f:
+            data = json.loads(f.read(4096))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_marker(dest: Path, sha256: str) -> None:
+    import json
+
+    from ..atomic import atomic_write
+
+    st = dest.stat()
+    try:
+        with atomic_write(_marker_path(dest)) as tmp:
+            tmp.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256}, sort_keys=True))
+    except OSError as exc:  # a read-only cache: verified again next time
+        logger.debug("could not write the verification marker of %s: %s", dest, exc)
+
+
+def _verify_cached(dest: Path, sha256: str | None, *, label: str, url: str) -> None:
+    """Check the cached file ``dest`` against ``sha256`` (the registry's) or, where the
+    registry has none, against the hash recorded when it was downloaded or first used.
+
+    The marker beside the file saves re-hashing while its size and modification time are
+    unchanged; otherwise the file is hashed again.
+    """
+    st = dest.stat()
+    marker = _read_marker(dest)
+    recorded = marker.get("sha256") if isinstance(marker.get("sha256"), str) else None
+    expected = sha256 or recorded
+    if marker.get("size") == st.st_size and marker.get("mtime_ns") == st.st_mtime_ns and recorded and recorded == expected:
+        return
+    observed = _file_sha256(dest)
+    if expected is not None and observed != expected:
+        why = "expected" if sha256 else "recorded when it was downloaded or first verified:"
+        raise DownloadError(
+            f"the cached file for {label} at {dest} has sha256 {observed}, {why} "
+            f"{expected}: it is corrupt or a different file. Delete it and run again to "
+            f"download it from {url}, or place a good copy there by hand."
+        )
+    if expected is None:
+        logger.info("verified %s at %s for the first time: sha256 %s recorded", label, dest, observed)
+    _write_marker(dest, observed)
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
@@ -434,8 +477,9 @@ def _download(
     label: str,
     progress: bool,
     timeout: float,
-) -> None:
-    """Stream ``url`` into a temporary file next to ``dest`` and atomically move it there."""
+) -> str:
+    """Stream ``url`` into a temporary file next to ``dest`` and atomically move it there;
+    returns the download's sha256."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -457,12 +501,16 @@ def _download(
             expected_size = (
                 int(length_header) if length_header and length_header.isdigit() else None
             )
+            if expected_size is not None and expected_size > MAX_DOWNLOAD_BYTES:
+                raise _Failure(f"the server announces {expected_size} bytes, more than the {MAX_DOWNLOAD_BYTES}-byte limit")
             bar = _make_progress_bar(progress, expected_size, dest.name)
             try:
                 while chunk := response.read(_CHUNK_SIZE):
                     out.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)
+                    if received > MAX_DOWNLOAD_BYTES:
+                        raise _Failure(f"more than the {MAX_DOWNLOAD_BYTES}-byte limit received")
                     if bar is not None:
                         bar.update(len(chunk))
             finally:
@@ -507,3 +555,4 @@ def _download(
         )
     else:
         logger.info("downloaded %s (%d bytes) to %s; sha256 verified", label, received, dest)
+    return observed

@@ -2,7 +2,8 @@
 
 Resolution order for ``load_generator(x)``: a built-in name (``tiny``, untrained; ``demo`` and
 ``faces``, small models trained by this project and shipped in the package), a well-known network
-name from :mod:`spatial_latent.checkpoints.hub` (downloaded into the cache), else a path, whose format is
+name from :mod:`spatial_latent.checkpoints.hub` (downloaded into the cache, verified on every
+load), else a path (never a URL: nothing else is downloaded), whose format is
 detected from its bytes: the native safetensors format, NVIDIA ``.pkl`` (PyTorch or
 TensorFlow), or a torch file (rosinality, pSp/e4e, NVIDIA-layout state dict).
 """
@@ -93,7 +94,8 @@ def random_generator(config: GeneratorConfig | dict, seed: int = 0) -> Generator
 def load_generator(path_or_name: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
     """Load a StyleGAN2 generator from any supported checkpoint, a well-known name or a built-in.
 
-    Every hyper-parameter is inferred from the file. Checkpoints without an average W
+    Every hyper-parameter is inferred from the file; a URL is refused (only the networks of
+    the built-in registry are ever downloaded). Checkpoints without an average W
     (rosinality training checkpoints) get one computed from 10,000 seeded samples.
     Raises :class:`~spatial_latent.errors.CheckpointError` (or a subclass) on a bad file and
     :class:`~spatial_latent.errors.DownloadError` when a well-known network cannot be fetched.
@@ -107,8 +109,10 @@ def load_generator(path_or_name: str | os.PathLike, device: str | torch.device =
         G.config.source_format = f"builtin:{name}"
         return G.to(dev)
     path = embedded_model_path(name) if name in EMBEDDED_MODELS else Path(name).expanduser()
-    if not path.exists() and (hub.is_known(name) or name.startswith(("http://", "https://"))):
-        path = hub.fetch(name)
+    if not path.exists():
+        hub.refuse_url(name)  # downloads come only from the built-in registry
+        if hub.is_known(name):
+            path = hub.fetch(name)
     G, w_avg_present = _load_path(path)
     if not w_avg_present:
         log.info("%s has no average W; computing it from 10,000 seeded samples", path)

@@ -112,7 +112,8 @@ def _fetch(entry: hub.KnownNetwork, cache: Path, **kwargs: Any) -> Path:
 
 
 def _cache_files(cache: Path) -> list[str]:
-    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+    """The cache's files, verification markers (``.NAME.verified``) aside."""
+    return sorted(p.name for p in cache.iterdir() if not p.name.endswith(".verified")) if cache.exists() else []
 
 
 def _closed_port() -> int:
@@ -166,26 +167,14 @@ def test_fetch_entry_without_registry(server: Server, cache: Path) -> None:
     assert path.read_bytes() == PAYLOAD
 
 
-def test_fetch_plain_url(server: Server, cache: Path) -> None:
-    url = server.put("my net.pkl", PAYLOAD).replace(" ", "%20")
-    expected = hub.cached_path(url, cache)
-    assert expected.parent == cache
-    assert expected.name.startswith("my_net-") and expected.name.endswith(".pkl")
-
-    assert hub.fetch(url, cache=cache, progress=False) == expected
-    assert expected.read_bytes() == PAYLOAD
-    assert _cache_files(cache) == [expected.name]
-    # Second call: served from the cache, no request.
-    assert hub.fetch(url, cache=cache, progress=False) == expected
-    assert server.hits == ["/my%20net.pkl"]
-
-
-def test_cached_path_of_urls_with_same_basename_differ(cache: Path) -> None:
-    a = hub.cached_path("https://a.example/x/net.pkl", cache)
-    b = hub.cached_path("https://b.example/x/net.pkl", cache)
-    assert a != b
-    assert a == hub.cached_path("https://a.example/x/net.pkl", cache)
-    assert a.suffix == b.suffix == ".pkl"
+@pytest.mark.parametrize("url", ["https://a.example/x/net.pkl", "http://127.0.0.1:9/net.pkl", "ftp://example.org/net.pkl"])
+def test_urls_are_never_fetched(server: Server, cache: Path, url: str) -> None:
+    # only the registry's networks are downloaded: a file (or a flag) naming a URL gets an error
+    url = url.replace("http://127.0.0.1:9", server.base_url)
+    for call in (lambda: hub.fetch(url, cache=cache, progress=False), lambda: hub.cached_path(url, cache)):
+        with pytest.raises(InputError, match=r"is a URL: spatial-latent downloads only the networks of its built-in registry"):
+            call()
+    assert server.hits == [] and _cache_files(cache) == []
 
 
 # --- cache hits -----------------------------------------------------------------------------
@@ -319,7 +308,7 @@ def test_unknown_name_lists_known_names() -> None:
     assert "'ffhqq'" in message and "ffhq-config-f" in message and "church-config-f" in message
     with pytest.raises(InputError, match=r"unknown network 'no-such-network'\. Known networks: ffhq, "):
         hub.cached_path("no-such-network")
-    with pytest.raises(InputError, match="scheme"):
+    with pytest.raises(InputError, match="is a URL"):
         hub.fetch("ftp://example.org/net.pkl", progress=False)
 
 
