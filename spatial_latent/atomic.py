@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -20,11 +25,69 @@ def _umask() -> int:
     return 0o022
 
 
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+_TEMP_NAME = re.compile(r"\..+\.tmp-(\d+)(?:\.[A-Za-z0-9]+)?")
+_scanned: set[str] = set()  # folders already cleaned by this process
+
+
+def clean_stale_temps(path: str | os.PathLike, *, again: bool = False) -> list[Path]:
+    """Remove the temporary files and folders that killed runs left beside ``path``.
+
+    Temporaries are named ``.STEM.tmp-PID.SUFFIX`` (:func:`atomic_write`) or ``.NAME.tmp-PID``
+    (folders written whole, e.g. Deep Zoom pyramids); those in ``path``'s folder whose process
+    ``PID`` is no longer running are removed, each with a warning in the log. A folder is
+    scanned once per process (``again`` scans it anyway), so writing many tiles stays cheap.
+    Returns what was removed.
+    """
+    folder = Path(path).parent
+    key = os.path.abspath(folder)
+    if key in _scanned and not again:
+        return []
+    _scanned.add(key)
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(".") and ".tmp-" in p.name]
+    except OSError:
+        return removed
+    for p in candidates:
+        m = _TEMP_NAME.fullmatch(p.name)
+        if not m or _pid_alive(int(m.group(1))):
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except OSError as exc:
+            log.warning("could not remove %s, left by a killed run (process %s): %s", p, m.group(1), exc)
+            continue
+        log.warning("removed %s, left by a killed run (process %s)", p, m.group(1))
+        removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same folder, same suffix); on success it is
-    renamed to ``path`` (atomic on one file system), on any failure it is removed."""
+    renamed to ``path`` (atomic on one file system), on any failure it is removed.
+
+    Temporaries of earlier runs over the same ``path`` that were killed (their process is gone)
+    are removed first (:func:`clean_stale_temps`), with a log line."""
     path = Path(path)
+    clean_stale_temps(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
         yield tmp

@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from ..atomic import clean_stale_temps
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ def write_deepzoom(
     out = Path(out)
     files, page = companion_paths(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    clean_stale_temps(out, again=True)  # folders of killed runs (their process is gone)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
