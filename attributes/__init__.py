@@ -4,7 +4,8 @@
   latent grids and labels, or from samples it draws and labels itself;
   :func:`pca_directions` and :func:`sefa_directions` find unsupervised ones.
 * :class:`DirectionBank` saves named directions for one generator (``.npz``, no pickles).
-* :func:`edit` / :func:`apply_edits` move a grid along directions inside a mask.
+* :func:`edit` / :func:`apply_edits` move a grid along directions inside a mask (the mask
+  builders ``box_mask``, ``image_mask``, ``cell_mask`` live in :mod:`spatial_latent.latents.masks`).
 
 Names are imported lazily so that ``python -m spatial_latent.fit --help`` does no work.
 """
@@ -22,9 +23,9 @@ _LAZY = {
     "edit": "edits",
     "apply_edits": "edits",
     "strength_series": "edits",
-    "box_mask": "edits",
-    "image_mask": "edits",
-    "cell_mask": "edits",
+    "box_mask": "spatial_latent.latents.masks",
+    "image_mask": "spatial_latent.latents.masks",
+    "cell_mask": "spatial_latent.latents.masks",
     "pca_directions": "unsupervised",
     "sefa_directions": "unsupervised",
     "sample_grids": "sampling",

@@ -3,107 +3,33 @@
 ``edit(grid, direction, strength, mask, layers)`` adds ``strength * mask * direction`` to the
 grid's cells: ``grid.data [B, L, C, h, w] + strength * mask[h, w] * vectors[L, C, h, w]``.
 
-Masks are per cell, values in ``[0, 1]`` (fractions give soft borders). Build them with
-:func:`box_mask` (a pixel or cell box; cells partly inside get their covered fraction),
-:func:`image_mask` (an image-sized mask area-averaged onto the cells) or :func:`cell_mask` (a list
-of cells); ``edit`` also accepts a tensor of either size directly. ``layers`` confines a
-W+ edit to some synthesis layers (coarse ones change structure, fine ones colour and texture).
+Masks are per cell, values in ``[0, 1]`` (fractions give soft borders). Build them with the
+builders of :mod:`spatial_latent.latents.masks`: ``box_mask`` (a box ``(x0, y0, x1, y1)`` in
+cells or pixels; cells partly inside get their covered fraction), ``image_mask`` (an
+image-sized mask area-averaged onto the cells) or ``cell_mask`` (a list of ``(row, col)``
+cells); ``edit`` also accepts a tensor of either size directly. ``layers`` confines a W+ edit to
+some synthesis layers (coarse ones change structure, fine ones colour and texture).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.latents.masks import resolve_mask
 
 from .direction import Direction
 
 
-# -- masks ---------------------------------------------------------------------------------------
-def cell_mask(cells: tuple[int, int], indices: Iterable[tuple[int, int]]) -> torch.Tensor:
-    """``[h, w]`` mask with 1 at the listed ``(row, col)`` cells."""
-    h, w = cells
-    m = torch.zeros(h, w)
-    n = 0
-    for r, c in indices:
-        if not (0 <= r < h and 0 <= c < w):
-            raise InputError(f"cell ({r}, {c}) is outside the {h}x{w} grid")
-        m[r, c] = 1
-        n += 1
-    if n == 0:
-        raise InputError("no cells given for the mask")
-    return m
-
-
-def box_mask(cells: tuple[int, int], box: Sequence[float], cell_size: float = 1.0) -> torch.Tensor:
-    """``[h, w]`` mask of a box ``(x0, y0, x1, y1)``; coordinates are in units of ``cell_size``
-    (1 = cells; ``R / density`` = output pixels). Each cell gets the fraction of its area inside."""
-    h, w = cells
-    x0, y0, x1, y1 = (float(v) / cell_size for v in box)
-    if not (x0 < x1 and y0 < y1):
-        raise InputError(f"box {tuple(box)} is empty: need x0 < x1 and y0 < y1")
-    if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise InputError(f"box {tuple(box)} lies outside the grid ({w * cell_size:g} x {h * cell_size:g})")
-
-    def cover(lo: float, hi: float, n: int) -> torch.Tensor:
-        edges = torch.arange(n, dtype=torch.float64)
-        return (torch.clamp(torch.minimum(edges + 1, torch.tensor(hi)) - torch.maximum(edges, torch.tensor(lo)), min=0)).float()
-
-    return cover(y0, y1, h)[:, None] * cover(x0, x1, w)[None, :]
-
-
-def image_mask(mask: torch.Tensor, cells: tuple[int, int], image_size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Image-space mask ``[H, W]`` or ``[B, H, W]`` (bool or values in [0, 1]) -> per-cell
-    ``[h, w]`` / ``[B, h, w]`` by area averaging. ``H x W`` must be the canvas (``image_size``
-    when given) or any whole multiple ``k*h x k*w`` of the cells."""
-    if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3):
-        raise InputError(f"an image mask must be [H, W] or [B, H, W], got {tuple(getattr(mask, 'shape', ()))}")
-    h, w = cells
-    H, W = mask.shape[-2:]
-    if image_size is not None and (H, W) != tuple(image_size):
-        raise InputError(f"mask is {W}x{H} pixels, the image is {image_size[1]}x{image_size[0]}")
-    if H % h or W % w or H // h != W // w:
-        raise InputError(f"a {W}x{H}-pixel mask does not fit the {w}x{h}-cell grid (need {w}k x {h}k pixels)")
-    m = _check_values(mask.float())
-    return F.avg_pool2d(m.reshape(-1, 1, H, W), H // h).reshape(*mask.shape[:-2], h, w)
-
-
-def _check_values(m: torch.Tensor) -> torch.Tensor:
-    if not torch.isfinite(m).all() or m.min() < 0 or m.max() > 1:
-        raise InputError("mask values must be in [0, 1]")
-    return m
-
-
-def resolve_mask(grid: LatentGrid, mask: torch.Tensor | None) -> torch.Tensor | None:
-    """A user mask -> ``[1 or B, 1, 1, h, w]`` on the grid: per-cell ``[h, w]``/``[B, h, w]``
-    as is, image-sized ones via :func:`image_mask`."""
-    if mask is None:
-        return None
-    if not isinstance(mask, torch.Tensor):
-        mask = torch.as_tensor(mask)
-    if mask.ndim not in (2, 3):
-        raise InputError(f"a mask must be [h, w] or [B, h, w] (cells) or an image mask, got {tuple(mask.shape)}")
-    if mask.ndim == 3 and mask.shape[0] not in (1, grid.batch):
-        raise InputError(f"a mask for {mask.shape[0]} images, the grid holds {grid.batch}")
-    if tuple(mask.shape[-2:]) == grid.cells:
-        m = _check_values(mask.float())
-    else:
-        m = image_mask(mask, grid.cells)
-    m = m.reshape(-1, 1, 1, *grid.cells)
-    return m.to(grid.data.device, grid.data.dtype)
-
-
-# -- edits ---------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Edit:
     """One edit: ``direction`` at ``strength`` (a number, or ``[B]`` per grid), inside ``mask``
-    (see :func:`resolve_mask`; None = everywhere), on ``layers`` (ws rows; None = all)."""
+    (see :func:`~spatial_latent.latents.masks.resolve_mask`; None = everywhere), on ``layers`` (ws rows; None = all)."""
 
     direction: Direction
     strength: float | torch.Tensor = 1.0

@@ -1,8 +1,8 @@
 """Attribute model: fitting time at scale, and locality / strength of a fitted edit.
 
-    python bench/attributes.py [--samples 10000] [--cells 8] [--device auto] [--out bench/results/attributes.json]
+    python bench/attributes.py [--samples 10000] [--density 8] [--device auto] [--out bench/results/attributes.json]
 
-1. Timing: draw ``--samples`` grids of ``--cells`` x ``--cells`` cells (one image each) from the
+1. Timing: draw ``--samples`` grids of ``--density`` x ``--density`` cells (one image each) from the
    built-in 'tiny' generator (w_dim 64, 32 px), render and label them, then fit per-location
    directions: independent per cell (brightness score maps -> one logistic / ridge fit per cell)
    and joint (brightness of the left half -> one logistic fit on the whole flattened grid).
@@ -40,11 +40,12 @@ machine, print_table, write_json = common.machine, common.print_table, common.wr
 
 import torch  # noqa: E402
 
-from attributes.edits import box_mask, edit  # noqa: E402
+from attributes.edits import edit  # noqa: E402
 from attributes.labelers import MapLabeler, RegionLabeler, pixel_stat  # noqa: E402
 from attributes.supervised import AttributeModel  # noqa: E402
 from attributes.sampling import sample_grids, sample_labeled  # noqa: E402
 from spatial_latent.checkpoints.loading import load_generator, random_generator, resolve_device  # noqa: E402
+from spatial_latent.latents.masks import box_mask  # noqa: E402
 from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 
 
@@ -62,10 +63,10 @@ class Both:
 
 def timing(args: argparse.Namespace, device: torch.device) -> list[dict]:
     G = load_generator("tiny", device=device)
-    cells = (args.cells, args.cells)
+    cells = (args.density, args.density)
     lab = Both()
     t0 = time.perf_counter()
-    grids, maps = sample_labeled(G, lab, args.samples, cells, density=args.cells, cell_mix=0.5, batch_size=args.batch, progress=True)
+    grids, maps = sample_labeled(G, lab, args.samples, cells, density=args.density, cell_mix=0.5, batch_size=args.batch, progress=True)
     t_sample = time.perf_counter() - t0
     left = torch.cat(lab.scores)
     rows = [dict(step="draw + render + label", method="-", locations="-", samples=args.samples, cells=cells[0] * cells[1], fits="-", seconds=t_sample, held_out="-")]
@@ -126,7 +127,7 @@ def evidence(device: torch.device, samples: int = 300, strength: float = 3.0) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--samples", type=int, default=10000)
-    p.add_argument("--cells", type=int, default=8, help="cells per side (one image per sample)")
+    p.add_argument("--density", type=int, default=8, help="latent cells per image side (one image per sample)")
     p.add_argument("--batch", type=int, default=250)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="bench/results/attributes.json")

@@ -36,10 +36,10 @@ def field_renders(sg: SpatialGenerator, count: int, side: int, seed: int) -> tor
     out = []
     for i in range(count):
         field = LatentField(sg.G, seed=seed + i, correlation=2.0, density=4)
-        cells = sg.cells_needed(Window(0, side, 0, side), 4)
+        cells = sg.cells_needed(Window(0, 0, side, side), 4)
         grid = field.grid(cells.size, origin=(cells.y0, cells.x0))
         sy, sx = -cells.y0 * sg.img_resolution // 4, -cells.x0 * sg.img_resolution // 4
-        out.append(sg(grid, noise_mode="random", noise_seed=seed + i, window=Window(sy, sy + side, sx, sx + side)))
+        out.append(sg(grid, noise_mode="random", noise_seed=seed + i, window=Window(sx, sy, sx + side, sy + side)))
     return torch.cat(out)
 
 

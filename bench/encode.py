@@ -37,35 +37,36 @@ from encoders.losses import ReconstructionLoss, WStats, lpips_backbone_path  # n
 from encoders.optimize import OptimizeConfig, image_metrics  # noqa: E402
 from encoders.pipeline import encode  # noqa: E402
 from encoders.training import TrainConfig, train_encoder  # noqa: E402
-from spatial_latent.latents.compose import soft_box  # noqa: E402
+from spatial_latent.latents.masks import soft_box  # noqa: E402
 from spatial_latent.latents.grid import LatentGrid  # noqa: E402
 from spatial_latent.checkpoints.loading import load_generator  # noqa: E402
 from spatial_latent.render.generator import SpatialGenerator  # noqa: E402
 
 DEFAULT_NETWORK = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "stylegan2" / "nvidia_ada_64" / "network-snapshot.pkl"
 
-# Regions (y0, x0, y1, x1) in units of half the image, for 2, 3 and 4 latents.
+# Regions as boxes (x0, y0, x1, y1) in units of half the image, for 2, 3 and 4 latents.
 LAYOUTS = {
-    2: [(0, 0, 2, 1), (0, 1, 2, 2)],
-    3: [(0, 0, 2, 1), (0, 1, 1, 2), (1, 1, 2, 2)],
-    4: [(0, 0, 1, 1), (0, 1, 1, 2), (1, 0, 2, 1), (1, 1, 2, 2)],
+    2: [(0, 0, 1, 2), (1, 0, 2, 2)],
+    3: [(0, 0, 1, 2), (1, 0, 2, 1), (1, 1, 2, 2)],
+    4: [(0, 0, 1, 1), (1, 0, 2, 1), (0, 1, 1, 2), (1, 1, 2, 2)],
 }
 
 
 @torch.no_grad()
-def make_targets(G, n_composed: int, n_plain: int, cells: int, seed: int) -> tuple[torch.Tensor, list[str]]:
+def make_targets(G, n_composed: int, n_plain: int, density: int, seed: int) -> tuple[torch.Tensor, list[str]]:
     """``[n_composed + n_plain, 3, R, R]`` targets in [-1, 1] and their kinds."""
     gen = torch.Generator().manual_seed(seed)
     device = G.device
     sg = SpatialGenerator(G)
+    cells = density  # one image: density x density cells
     half = cells // 2
     grids = []
     for i in range(n_composed):
         k = 2 + i % 3
         w = G.mapping(torch.randn([k, G.z_dim], generator=gen).to(device))  # [k, C]
         base = LatentGrid.from_w(w[:1], cells=(cells, cells), density=cells)
-        for j, (y0, x0, y1, x1) in enumerate(LAYOUTS[k][1:], start=1):
-            mask = soft_box((cells, cells), (y0 * half, x0 * half, y1 * half, x1 * half), feather=1.0, device=device)
+        for j, (x0, y0, x1, y1) in enumerate(LAYOUTS[k][1:], start=1):
+            mask = soft_box((cells, cells), (x0 * half, y0 * half, x1 * half, y1 * half), feather=1.0, device=device)
             base = base.blend(LatentGrid.from_w(w[j : j + 1], cells=(cells, cells), density=cells), mask)
         grids.append(base.data)
     for _ in range(n_plain):
@@ -81,7 +82,7 @@ def main() -> None:
     p.add_argument("--network", default=str(DEFAULT_NETWORK))
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--short-steps", type=int, nargs="+", default=[100], help="step counts from the encoder's start; the first is the target's")
-    p.add_argument("--cells", type=int, default=8)
+    p.add_argument("--density", type=int, default=8, help="latent cells per image side")
     p.add_argument("--composed", type=int, default=6)
     p.add_argument("--plain", type=int, default=4)
     p.add_argument("--encoder", default=None)
@@ -97,7 +98,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     G = load_generator(args.network, device=args.device)
     device = G.device
-    targets, kinds = make_targets(G, args.composed, args.plain, args.cells, args.seed)
+    targets, kinds = make_targets(G, args.composed, args.plain, args.density, args.seed)
     use_lpips = lpips_backbone_path("vgg").is_file()
     loss_fn = ReconstructionLoss("mse", device=device)
     lpips_fn = ReconstructionLoss("lpips", "vgg", device=device) if use_lpips else None
@@ -109,14 +110,14 @@ def main() -> None:
         enc_path = str(Path(args.out).with_suffix(".encoder.pt"))
         Path(enc_path).unlink(missing_ok=True)
         t, cpu = time.perf_counter(), time.process_time()
-        tc = TrainConfig(iters=args.train_iters, batch=args.train_batch, cells=args.cells, base_channels=32, max_channels=128, seed=args.seed)
+        tc = TrainConfig(iters=args.train_iters, batch=args.train_batch, density=args.density, base_channels=32, max_channels=128, seed=args.seed)
         train_encoder(G, tc, enc_path, checkpoint_every=0, callback=lambda i, n, l: print(f"\rtrain {i}/{n} {l['loss']:.4f}", end="", flush=True) if i % 50 == 0 else None)
         print()
         train_s = {"wall": time.perf_counter() - t, "cpu": time.process_time() - cpu}
     encoder = load_encoder(enc_path, device=device, G=G)
 
     def base(space: str, steps: int, **kw: float) -> OptimizeConfig:
-        return OptimizeConfig(steps=steps, space=space, cells=args.cells, loss="mse", dist_reg=args.dist_reg if space == "grid" else 0.0, seed=args.seed, **kw)
+        return OptimizeConfig(steps=steps, space=space, density=args.density, loss="mse", dist_reg=args.dist_reg if space == "grid" else 0.0, seed=args.seed, **kw)
 
     projector = dict(lr_rampup=0.05, lr_rampdown=0.25, noise_lr=1.0)  # the w_avg schedule, for comparison
 
@@ -162,7 +163,7 @@ def main() -> None:
         "machine": machine(),
         "network": args.network,
         "generator_fingerprint": G.fingerprint(),
-        "cells": args.cells,
+        "density": args.density,
         "lpips": use_lpips,
         "encoder": enc_path,
         "encoder_train_seconds": train_s,

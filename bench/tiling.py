@@ -93,7 +93,7 @@ def main() -> None:
 
                 t = compare_times(
                     {
-                        "one_shot": lambda ts=ts, side=side: ts.render_window(Window(0, side, 0, side)),
+                        "one_shot": lambda ts=ts, side=side: ts.render_window(Window(0, 0, side, side)),
                         "tiled_b1": lambda: tiled(1),
                         "tiled_batched": lambda: tiled(args.batch),
                     },

@@ -34,7 +34,7 @@ from spatial_latent.networks import Generator
 log = logging.getLogger(__name__)
 
 ENCODER_FORMAT = "spatial-latent-encoder"
-ENCODER_FORMAT_VERSION = 1
+ENCODER_FORMAT_VERSION = 2  # 2: the config's grid size is `density` (version 1 called it `cells`)
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ class EncoderConfig:
     img_resolution: int  # generator resolution (images come in at this size)
     w_dim: int
     num_ws: int
-    cells: int = 8  # output grid cells per side
+    density: int = 8  # output grid cells per image side
     input_resolution: int = 0  # images are resized to this before encoding (0: min(R, 256))
     base_channels: int = 32
     max_channels: int = 256
@@ -55,8 +55,8 @@ class EncoderConfig:
         r = self.input_resolution
         if r < 16 or r & (r - 1):
             raise InputError(f"encoder input resolution must be a power of two >= 16, got {r}")
-        if not 1 <= self.cells <= 64:
-            raise InputError(f"encoder cells must be in [1, 64], got {self.cells}")
+        if not 1 <= self.density <= 64:
+            raise InputError(f"encoder density must be in [1, 64] cells per image side, got {self.density}")
 
     def layer_groups(self) -> list[list[int]]:
         """W+ rows per pyramid level (coarse, medium, fine), by the resolution each row drives."""
@@ -88,23 +88,23 @@ class _DownBlock(nn.Module):
 class _Head(nn.Module):
     """Features ``[B, F, h, w]`` -> latents for ``n`` layers on ``d x d`` cells ``[B, n, C, d, d]``."""
 
-    def __init__(self, features: int, n: int, w_dim: int, cells: int) -> None:
+    def __init__(self, features: int, n: int, w_dim: int, density: int) -> None:
         super().__init__()
-        self.n, self.w_dim, self.cells = n, w_dim, cells
+        self.n, self.w_dim, self.density = n, w_dim, density
         self.conv = nn.Conv2d(features, features, 3, padding=1)
         self.out = nn.Conv2d(features, n * w_dim, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        d = self.cells
+        d = self.density
         f = F.adaptive_avg_pool2d(f, d) if f.shape[-1] >= d else F.interpolate(f, size=(d, d), mode="bilinear", align_corners=False)
         y = self.out(_lrelu(self.conv(f)))
         return y.view(y.shape[0], self.n, self.w_dim, d, d)
 
 
 class GridEncoder(nn.Module):
-    """Image ``[B, 3, R, R]`` in [-1, 1] -> latents ``[B, num_ws, w_dim, cells, cells]`` (space w+).
+    """Image ``[B, 3, R, R]`` in [-1, 1] -> latents ``[B, num_ws, w_dim, density, density]`` (space w+).
 
     ``w_avg`` ``[w_dim]`` and ``w_scale`` (W's per-coordinate spread) are buffers copied from the
     generator, so outputs are ``w_avg + w_scale * prediction``.
@@ -127,7 +127,7 @@ class GridEncoder(nn.Module):
         self.lateral = nn.ModuleList([nn.Conv2d(ch(lr), width, 1) for lr in levels])
         groups = cfg.layer_groups()
         self.groups = groups
-        self.heads = nn.ModuleList([_Head(width, len(g), cfg.w_dim, cfg.cells) if g else nn.Identity() for g in groups])
+        self.heads = nn.ModuleList([_Head(width, len(g), cfg.w_dim, cfg.density) if g else nn.Identity() for g in groups])
         self.register_buffer("w_avg", torch.zeros([cfg.w_dim]))
         self.register_buffer("w_scale", torch.ones([]))
 
@@ -155,8 +155,8 @@ class GridEncoder(nn.Module):
         return self.w_avg.view(1, 1, -1, 1, 1) + self.w_scale * out
 
     def encode(self, img: torch.Tensor) -> LatentGrid:
-        """Image ``[B, 3, R, R]`` -> a one-image :class:`LatentGrid` (space w+, density = cells)."""
-        return LatentGrid(self(img), space="w+", density=self.config.cells)
+        """Image ``[B, 3, R, R]`` -> a one-image :class:`LatentGrid` (space w+, ``config.density``)."""
+        return LatentGrid(self(img), space="w+", density=self.config.density)
 
     def check_generator(self, G: Generator) -> None:
         """Raise :class:`InputError` unless this encoder fits ``G`` (resolution, num_ws, w_dim)."""
@@ -168,11 +168,11 @@ class GridEncoder(nn.Module):
             )
 
 
-def build_encoder(G: Generator, cells: int = 8, base_channels: int = 32, max_channels: int = 256, input_resolution: int = 0, w_scale: float | None = None) -> GridEncoder:
+def build_encoder(G: Generator, density: int = 8, base_channels: int = 32, max_channels: int = 256, input_resolution: int = 0, w_scale: float | None = None) -> GridEncoder:
     """A fresh encoder for generator ``G`` (its ``w_avg`` and W's spread copied in)."""
     from .losses import WStats
 
-    cfg = EncoderConfig(G.img_resolution, G.w_dim, G.num_ws, cells, input_resolution, base_channels, max_channels)
+    cfg = EncoderConfig(G.img_resolution, G.w_dim, G.num_ws, density, input_resolution, base_channels, max_channels)
     enc = GridEncoder(cfg).to(G.device)
     with torch.no_grad():
         enc.w_avg.copy_(G.mapping.w_avg)

@@ -3,7 +3,7 @@
 Three parametrizations, all rendered through :class:`~spatial_latent.render.generator.SpatialGenerator`
 (a one-cell grid is exactly ``G.synthesis``):
 
-* ``'grid'`` — a grid of ``cells x cells`` latents per image (``density = cells``), one grid per
+* ``'grid'`` — a grid of ``density x density`` latents per image, one grid per
   layer (``grid_layers='w+'``) or one shared by all layers (``'w'``);
 * ``'w+'`` — one latent per layer (a 1x1 grid in space 'w+'); ``'w'`` — one latent for all layers.
 
@@ -50,7 +50,7 @@ class OptimizeConfig:
 
     steps: int = 500
     space: str = "grid"
-    cells: int = 8  # grid cells per image side (space 'grid')
+    density: int = 8  # latent cells per image side (space 'grid')
     grid_layers: str = "w+"  # 'w+': one grid per layer; 'w': one grid shared by all layers
     lr: float = 0.1
     # None: chosen by the start (see START_DEFAULTS): the projector's schedule from w_avg, a gentler one from a given start
@@ -81,8 +81,8 @@ class OptimizeConfig:
             raise InputError(f"unknown LPIPS network {self.lpips_net!r}; expected one of {LPIPS_NETS}")
         if not 0 <= self.steps <= 1_000_000:
             raise InputError(f"steps must be in [0, 1000000], got {self.steps}")
-        if not 1 <= self.cells <= 256:
-            raise InputError(f"grid cells must be in [1, 256], got {self.cells}")
+        if not 1 <= self.density <= 256:
+            raise InputError(f"density must be in [1, 256] cells per image side, got {self.density}")
         for name in ("lr", "noise_reg", "dist_reg", "smooth_reg", "mse_weight", "lpips_weight", *START_DEFAULTS["w_avg"]):
             v = getattr(self, name)
             if v is None and name in START_DEFAULTS["w_avg"]:
@@ -96,8 +96,9 @@ class OptimizeConfig:
         return self.grid_layers if self.space == "grid" else self.space
 
     @property
-    def grid_cells(self) -> int:
-        return self.cells if self.space == "grid" else 1
+    def grid_density(self) -> int:
+        """Cells per image side of the result: ``density`` for space 'grid', 1 for 'w+' and 'w'."""
+        return self.density if self.space == "grid" else 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -193,7 +194,7 @@ def invert(
         loss_fn = ReconstructionLoss(cfg.loss, cfg.lpips_net, cfg.mse_weight, cfg.lpips_weight, device=device)
     stats = stats or WStats.from_generator(G)
     sg = SpatialGenerator(G, padding=PaddingMode.ZERO)
-    cells = (cfg.grid_cells, cfg.grid_cells)
+    cells = (cfg.grid_density, cfg.grid_density)
     if init is None:
         init = G.mapping.w_avg.detach().view(1, 1, -1, 1, 1).expand(b, 1, -1, 1, 1)
     if init.ndim != 5 or init.shape[0] != b or init.shape[2] != G.w_dim:
@@ -212,7 +213,7 @@ def invert(
     recon_curve: list[list[float]] = []
 
     def grid_of(x: torch.Tensor) -> LatentGrid:
-        return LatentGrid(stats.denormalize(x), space=cfg.latent_space, density=cfg.grid_cells)
+        return LatentGrid(stats.denormalize(x), space=cfg.latent_space, density=cfg.grid_density)
 
     for step in range(cfg.steps):
         t = step / cfg.steps
@@ -234,7 +235,7 @@ def invert(
             dirs = random_directions(cfg.sw_directions, G.w_dim, gen, device)
             parts["dist_reg"] = grid_distribution_loss(stats.denormalize(param), stats, dirs)
             total = total + cfg.dist_reg * parts["dist_reg"]
-        if cfg.smooth_reg > 0 and cfg.grid_cells > 1:
+        if cfg.smooth_reg > 0 and cfg.grid_density > 1:
             parts["smooth_reg"] = smoothness_loss(stats.denormalize(param), stats)
             total = total + cfg.smooth_reg * parts["smooth_reg"]
         opt.zero_grad()
@@ -258,7 +259,7 @@ def invert(
     with torch.no_grad():
         # No step taken: return the start itself, not its normalize/denormalize round trip
         # (which is off by float rounding, so an encoder-only result would not be the encoder's grid).
-        final = grid_of(param.detach()) if cfg.steps > 0 else LatentGrid(start, space=cfg.latent_space, density=cfg.grid_cells)
+        final = grid_of(param.detach()) if cfg.steps > 0 else LatentGrid(start, space=cfg.latent_space, density=cfg.grid_density)
         images = render(sg, final, noise)
         metrics = image_metrics(images, targets, loss_fn)
     final.extras = {f"noise.{i}": n.detach().clone() for i, n in enumerate(noise)}

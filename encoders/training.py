@@ -47,7 +47,7 @@ class TrainConfig:
     batch: int = 8
     lr: float = 1e-3
     lr_decay: float = 0.3  # fraction of the run, at its end, over which the learning rate falls (half cosine) to 1/20
-    cells: int = 8
+    density: int = 8  # output grid cells per image side
     base_channels: int = 32
     max_channels: int = 256
     latent_weight: float = 1.0
@@ -82,7 +82,7 @@ class TrainConfig:
         return d
 
     # settings that must not change when a run is resumed (the result would not be one run)
-    FIXED = ("batch", "lr", "cells", "base_channels", "max_channels", "latent_weight", "image_weight", "loss", "lpips_net", "mix", "psi_min", "real_dir", "real_per_batch", "seed")
+    FIXED = ("batch", "lr", "density", "base_channels", "max_channels", "latent_weight", "image_weight", "loss", "lpips_net", "mix", "psi_min", "real_dir", "real_per_batch", "seed")
 
 
 def learning_rate(it: int, cfg: TrainConfig) -> float:
@@ -101,19 +101,20 @@ def iteration_generator(seed: int, it: int) -> "Any":
     return torch.Generator().manual_seed((seed * 1_000_003 + it) % (2**63))
 
 
-def sample_grids(G: Generator, batch: int, cells: int, gen: Any, mix: Sequence[float] = (0.3, 0.2, 0.3, 0.2), psi_min: float = 0.7) -> Any:
-    """A batch of training latents ``[batch, num_ws, C, cells, cells]`` (see the module docstring).
+def sample_grids(G: Generator, batch: int, density: int, gen: Any, mix: Sequence[float] = (0.3, 0.2, 0.3, 0.2), psi_min: float = 0.7) -> Any:
+    """A batch of training latents ``[batch, num_ws, C, density, density]`` (see the module docstring).
 
     All randomness comes from the CPU generator ``gen``.
     """
     import torch
 
     from spatial_latent.latents.grid import LatentGrid
+    from spatial_latent.latents.masks import soft_regions
 
     from .noise_maps import resize_cells
 
     device = G.device
-    num_ws, d = G.num_ws, cells
+    num_ws, d = G.num_ws, density
     kinds = torch.multinomial(torch.tensor(mix, dtype=torch.float64), batch, replacement=True, generator=gen).tolist()
 
     def ws(n: int) -> torch.Tensor:  # [n, C] mapped latents with random truncation
@@ -139,11 +140,9 @@ def sample_grids(G: Generator, batch: int, cells: int, gen: Any, mix: Sequence[f
         elif name == "composed":
             k = int(torch.randint(2, 5, [1], generator=gen))
             w = ws(k)  # [k, C]
-            centres = torch.rand([k, 2], generator=gen) * d
-            yy, xx = torch.meshgrid(torch.arange(d) + 0.5, torch.arange(d) + 0.5, indexing="ij")
-            dist = (yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2
+            centres = torch.rand([k, 2], generator=gen) * d  # (y, x) in cells
             soft = float(0.2 + 0.8 * torch.rand([1], generator=gen))  # seam width, cells
-            masks = torch.softmax(-dist.sqrt() / soft, dim=0).to(device)  # [k, d, d]
+            masks = soft_regions(centres, (d, d), soft).to(device)  # [k, d, d]
             lat = torch.einsum("khw,kc->chw", masks, w)[None, None].expand(1, num_ws, -1, -1, -1)
         else:  # field
             g = int(torch.randint(2, max(3, d + 1), [1], generator=gen))
@@ -245,7 +244,7 @@ def train_encoder(
         out.parent.mkdir(parents=True, exist_ok=True)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)  # the encoder's initial weights
-            enc = build_encoder(G, cfg.cells, cfg.base_channels, cfg.max_channels)
+            enc = build_encoder(G, cfg.density, cfg.base_channels, cfg.max_channels)
         enc.train()
         opt = Adam(list(enc.parameters()), lr=cfg.lr)
     stats = WStats.from_generator(G)
@@ -263,8 +262,8 @@ def train_encoder(
             gen = iteration_generator(cfg.seed, it)
             n_fake = cfg.batch - (cfg.real_per_batch if real is not None else 0)
             with torch.no_grad():
-                true = sample_grids(G, n_fake, cfg.cells, gen, cfg.mix, cfg.psi_min) if n_fake else None
-                imgs = [sg(LatentGrid(true, space="w+", density=cfg.cells)).clamp(-1, 1)] if n_fake else []
+                true = sample_grids(G, n_fake, cfg.density, gen, cfg.mix, cfg.psi_min) if n_fake else None
+                imgs = [sg(LatentGrid(true, space="w+", density=cfg.density)).clamp(-1, 1)] if n_fake else []
                 if real is not None and cfg.real_per_batch:
                     idx = torch.randint(real.shape[0], [cfg.real_per_batch], generator=gen)
                     imgs.append(real[idx].to(device, torch.float32) / 127.5 - 1)
@@ -277,7 +276,7 @@ def train_encoder(
                 parts["latent"] = ((pred[:n_fake] - true) / stats.scale).square().mean()
                 loss = loss + cfg.latent_weight * parts["latent"]
             if cfg.image_weight > 0:
-                rec = sg(LatentGrid(pred, space="w+", density=cfg.cells))
+                rec = sg(LatentGrid(pred, space="w+", density=cfg.density))
                 parts["image"] = image_loss(rec, target)["total"].mean()
                 loss = loss + cfg.image_weight * parts["image"]
             opt.zero_grad()

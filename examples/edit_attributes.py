@@ -19,9 +19,9 @@ from typing import Sequence
 
 import torch
 
-from attributes import AttributeModel, DirectionBank, box_mask, get_labeler, strength_series
+from attributes import AttributeModel, DirectionBank, get_labeler, strength_series
 from attributes.edits import edit
-from spatial_latent import SpatialGenerator, image_grid, load_generator, resolve_device, save_picture, to_uint8
+from spatial_latent import SpatialGenerator, box_mask, image_grid, load_generator, resolve_device, save_picture, to_uint8
 from spatial_latent.cli import run_cli
 
 from faces import add_face_args, encode_face  # examples/faces.py, beside this file
@@ -38,30 +38,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=2000, help="generated samples for the fit (default: 2000)")
     p.add_argument("--attr", default=None, help="direction name in the bank (default: the fitted one)")
     p.add_argument("--strength", type=float, default=2.0, help="edit strength, in standard deviations (default: 2)")
-    p.add_argument("--region", default=None, metavar="X0,Y0,X1,Y1", help="box in output pixels (default: the mouth area)")
+    p.add_argument("--region", default=None, metavar="X0,Y0,X1,Y1", help="box in output pixels, end-exclusive (default: the mouth area)")
     p.add_argument("--strip", type=float, nargs="+", default=[-3, -2, -1, 0, 1, 2, 3], help="strengths of the strip")
     p.add_argument("--outdir", type=Path, default=Path("out/edit_attributes"))
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
     G = load_generator(args.network, device=device)
-    R, d = G.img_resolution, args.density
-    grid = encode_face(G, args, cells=d)  # [1, num_ws, w_dim, d, d]
+    R = G.img_resolution
+    grid = encode_face(G, args, density=args.density)  # [1, num_ws, w_dim, density, density]
 
     args.outdir.mkdir(parents=True, exist_ok=True)
     if args.bank:
         bank = DirectionBank.load(args.bank)
     else:  # one direction per cell, fitted on grids of the same cells and density as the face's
-        direction = AttributeModel().fit_generated(G, get_labeler(args.labeler), args.samples, cells=(d, d), density=d, progress=True)
+        direction = AttributeModel().fit_generated(G, get_labeler(args.labeler), args.samples, cells=grid.cells, density=grid.density, progress=True)
         bank = DirectionBank.for_generator(G)
         bank.add(direction)
         print(f"wrote {bank.save(args.outdir / 'bank.npz')} ({direction.summary()})")
     direction = bank[args.attr or bank.names[0]]
 
     region = [float(v) for v in args.region.split(",")] if args.region else [0.25 * R, 0.6 * R, 0.75 * R, 0.9 * R]
-    mask = box_mask(grid.cells, region, cell_size=R / d)  # [d, d], 1 inside the box
+    mask = box_mask(grid.cells, region, cell_size=R / grid.density)  # [density, density], 1 inside the box x0, y0, x1, y1
     edited = edit(grid, direction, args.strength, mask)
-    strip = strength_series(grid, direction, args.strip, mask)  # [len(strip), num_ws, w_dim, d, d]
+    strip = strength_series(grid, direction, args.strip, mask)  # [len(strip), num_ws, w_dim, density, density]
 
     sg = SpatialGenerator(G, padding="zero")
     with torch.no_grad():

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--size", default="2048x512", metavar="WxH", help="output size in pixels (default: 2048x512)")
     p.add_argument("--seed", type=int, default=0, help="seed of the field and the noise (default: 0)")
     p.add_argument("--correlation", type=float, default=2.0, help="correlation length of the field, in cells (default: 2)")
-    p.add_argument("--density", type=int, default=4, help="cells per generator-resolution span (default: 4)")
+    p.add_argument("--density", type=int, default=4, help="latent cells per native image side (default: 4)")
     p.add_argument("--tile", type=int, default=None, help="render tile side, a multiple of R/4 (default: max(2R, 256))")
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default: 4)")
     p.add_argument("--zoom-above", type=float, default=64.0, metavar="MPX", help="write Deep Zoom above this many megapixels (default: 64)")

@@ -42,11 +42,11 @@ def face_target(G: Generator, args: argparse.Namespace) -> torch.Tensor:
         return G(z.to(device), truncation_psi=0.7)
 
 
-def encode_face(G: Generator, args: argparse.Namespace, cells: int) -> LatentGrid:
-    """The face of :func:`face_target` encoded into ``[1, num_ws, w_dim, cells, cells]``.
+def encode_face(G: Generator, args: argparse.Namespace, density: int) -> LatentGrid:
+    """The face of :func:`face_target` encoded into a grid ``[1, num_ws, w_dim, density, density]``.
 
     The network's stored noise maps are kept (not optimized), so the grid alone reproduces the
     face when rendered.
     """
-    cfg = OptimizeConfig(steps=args.steps, space="grid", cells=cells, loss=args.loss, optimize_noise=False)
+    cfg = OptimizeConfig(steps=args.steps, space="grid", density=density, loss=args.loss, optimize_noise=False)
     return encode(G, face_target(G, args), cfg).grid.to(G.device)

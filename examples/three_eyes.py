@@ -7,7 +7,8 @@ A face drawn from one latent has the same latent in every cell: its eyes come fr
 sense of position, not from the cells. So the face is first *encoded* into a grid of
 ``density x density`` latents (a few hundred optimization steps); in that grid the cells over an
 eye hold what draws the eye, and ``copy_cells`` pastes them elsewhere, feathered over a cell.
-The default boxes are where FFHQ alignment puts the eye and the forehead; --src/--dst move them.
+The default places are where FFHQ alignment puts the eye and the forehead; --src (a box of cells,
+``x0,y0,x1,y1``, end-exclusive) and --dst (the cell ``row,col`` its top-left cell goes to) move them.
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ from spatial_latent.cli import run_cli
 from faces import add_face_args, encode_face  # examples/faces.py, beside this file
 
 
-def default_boxes(density: int) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
-    """Cells ``(y0, x0, y1, x1)`` over the image-left eye and the top-left cell on the forehead.
+def default_boxes(d: int) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """For a one-face grid of density ``d`` (``d x d`` cells): the box of cells ``(x0, y0, x1, y1)``
+    (end-exclusive) over the image-left eye, and the cell ``(row, col)`` on the forehead where its
+    top-left cell goes.
 
     FFHQ alignment puts the eyes at 47.5% of the height and 37.5% / 62.5% of the width.
     """
-    k = max(1, density // 4)
-    y, x = round(0.475 * density - k / 2), round(0.375 * density - k / 2)
-    return (y, x, y + k, x + k), (round(0.22 * density - k / 2), round(0.5 * density - k / 2))
+    k = max(1, d // 4)
+    y, x = round(0.475 * d - k / 2), round(0.375 * d - k / 2)
+    return (x, y, x + k, y + k), (round(0.22 * d - k / 2), round(0.5 * d - k / 2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,17 +43,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     add_face_args(p)  # --photo, --aligned, --seed, --steps, --loss (see faces.py)
     p.add_argument("--density", type=int, default=8, help="grid cells per image side (default: 8)")
-    p.add_argument("--src", default=None, metavar="Y0,X0,Y1,X1", help="cells to copy (default: over an eye)")
-    p.add_argument("--dst", default=None, metavar="Y,X", help="top-left cell to copy them to (default: the forehead)")
+    p.add_argument("--src", default=None, metavar="X0,Y0,X1,Y1", help="box of cells to copy, end-exclusive (default: over an eye)")
+    p.add_argument("--dst", default=None, metavar="ROW,COL", help="cell the box's top-left cell goes to (default: the forehead)")
     p.add_argument("--feather", type=float, default=1.0, help="blend width in cells (default: 1)")
     p.add_argument("--outdir", type=Path, default=Path("out/three_eyes"))
     args = p.parse_args(argv)
 
     device = resolve_device(args.device)
     G = load_generator(args.network, device=device)
-    grid = encode_face(G, args, cells=args.density)  # [1, num_ws, w_dim, density, density]
+    grid = encode_face(G, args, density=args.density)  # [1, num_ws, w_dim, density, density]
 
-    src, dst = default_boxes(args.density)
+    src, dst = default_boxes(grid.density)
     src = tuple(int(v) for v in args.src.split(",")) if args.src else src
     dst = tuple(int(v) for v in args.dst.split(",")) if args.dst else dst
     edited = copy_cells(grid, src, dst, feather=args.feather)

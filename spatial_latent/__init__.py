@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # type checkers see the real types; at run time _LAZY imports
     from .latents.compose import compose_faces, copy_cells
     from .latents.field import LatentField
     from .latents.grid import LatentGrid
+    from .latents.masks import box_mask, cell_mask, image_mask, soft_box
     from .latents.window import Window
     from .networks import Generator, GeneratorConfig
     from .render.generator import SpatialGenerator
@@ -44,6 +45,10 @@ _LAZY = {
     "PaddingMode": "render.plan",
     "compose_faces": "latents.compose",
     "copy_cells": "latents.compose",
+    "cell_mask": "latents.masks",
+    "box_mask": "latents.masks",
+    "soft_box": "latents.masks",
+    "image_mask": "latents.masks",
     "LatentField": "latents.field",
     "TileSampler": "render.tiles",
     "to_uint8": "io.pictures",

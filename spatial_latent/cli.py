@@ -15,6 +15,33 @@ from .errors import InputError, SpatialLatentError
 
 MAX_SEEDS = 100_000
 
+#: The exit statuses every command uses, for each command's ``--help`` epilog.
+EXIT_STATUS = (
+    "Exit status: 0 all done; 1 done, but some inputs were skipped (each reported on a 'skipped' line); "
+    "2 nothing done: bad arguments or a bad input file (one 'error:' line); 130 interrupted."
+)
+
+
+def with_exit_status(epilog: str | None = None) -> str:
+    """``epilog`` followed by :data:`EXIT_STATUS` (argparse epilogs of every command)."""
+    return f"{epilog} {EXIT_STATUS}" if epilog else EXIT_STATUS
+
+
+def join_dash_values(argv: Sequence[str] | None, flags: Sequence[str]) -> list[str]:
+    """``['--size', '-5x512']`` -> ``['--size=-5x512']`` for ``flags``, so that a value starting
+    with a dash reaches the command's own check (one error line) instead of argparse's usage dump."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        if args[i] in flags and i + 1 < len(args) and args[i + 1].startswith("-") and args[i + 1][1:2].isdigit():
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out
+
 
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run ``main`` and turn toolkit errors into a one-line message and a non-zero status."""
@@ -42,6 +69,8 @@ def parse_seeds(text: str) -> list[int]:
                 a, b = (int(v) for v in part.split("-", 1))
                 if b < a:
                     raise ValueError
+                if len(seeds) + (b - a + 1) > MAX_SEEDS:  # before building the list, not after
+                    raise InputError(f"too many seeds in {text!r} (at most {MAX_SEEDS})")
                 seeds.extend(range(a, b + 1))
             else:
                 seeds.append(int(part))

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_device_arg, run_cli
+from .cli import add_device_arg, run_cli, with_exit_status
 from .errors import InputError
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rosinality or pSp/e4e .pt, native) without running any code from it, and write the "
         "generator in the native .safetensors format, which cannot run code either.",
     )
+    p.epilog = with_exit_status(p.epilog)
     p.add_argument("input", metavar="IN", help="checkpoint file or well-known network name")
     p.add_argument("output", metavar="OUT", type=Path, help="output .safetensors file")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

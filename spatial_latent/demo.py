@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_device_arg, add_network_arg, run_cli
+from .cli import add_device_arg, add_network_arg, run_cli, with_exit_status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render an extended scene, encode a window of it back into a latent grid, and edit that "
         "grid locally, with the embedded demo model (offline, CPU friendly).",
     )
+    p.epilog = with_exit_status(p.epilog)
     add_network_arg(p, default="demo", required=False)
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder (default: out)")
     p.add_argument("--size", default="2048x512", help="scene size WIDTHxHEIGHT in pixels (default: 2048x512)")

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .cli import add_device_arg, add_network_arg, run_cli
+from .cli import add_device_arg, add_network_arg, run_cli, with_exit_status
 from .errors import InputError
 
 DEFAULT_STRIP = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m spatial_latent.edit",
         description="Move a latent grid along named directions of a direction bank, inside a region, "
         "and render the result (plus, optionally, a strip of strengths and the edited latent).",
+        epilog=with_exit_status("Existing --out, --strip and --save-latent files are not replaced unless --overwrite is given."),
     )
     p.add_argument("latent", type=Path, help="latent grid file (.safetensors written by LatentGrid.save / the encode tool)")
     p.add_argument("--bank", type=Path, required=True, help="direction bank (.npz from python -m spatial_latent.fit)")
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const", help="per-layer noise (default: const)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of --noise-mode random (default: 0)")
     p.add_argument("--ignore-saved-noise", action="store_true", help="render with --noise-mode even when the latent file holds optimized noise maps (by default they are used, so an encoded face renders as its reconstruction)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out, --strip and --save-latent files that already exist")
     add_device_arg(p)
     p.add_argument("--list", action="store_true", help="list the bank's directions and exit")
     return p
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(bank.summary())
         return 0
     plan = _check_args(args, bank)
+    for out in (args.out, args.strip, args.save_latent):
+        if out is not None and out.exists() and not args.overwrite:
+            raise InputError(f"{out} exists; pass --overwrite to replace it")
 
     import torch
 

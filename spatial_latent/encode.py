@@ -13,7 +13,11 @@ For every face (FFHQ-aligned first, unless --no-align) it writes, under --outdir
     NAME_pasted.png        with --paste-back: the reconstruction put back into the photo
 
 and summary.json for the whole run. Unreadable pictures and pictures without a face are reported
-and skipped; the others are processed (exit status 1 when some were skipped).
+and skipped; the others are processed (exit status 1 when some were skipped). Each face's set is
+written into a hidden temporary folder and moved into --outdir with NAME_metrics.json last, so a
+killed run never leaves a latent without its pictures (a set without its metrics file is
+incomplete; a later run removes the temporary folder). Existing sets are not replaced unless
+--overwrite is given, and --outdir is created only when something is written.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ._version import __version__
 from .atomic import write_json
-from .cli import add_device_arg, add_network_arg, run_cli
+from .cli import add_device_arg, add_network_arg, run_cli, with_exit_status
 from .errors import InputError, SpatialLatentError
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help does no work
@@ -62,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="LPIPS (the default loss) needs torchvision's VGG/AlexNet weights in the torch hub cache; "
         "offline, use --loss mse. On a CPU use few --steps (e.g. 100) and a small model.",
     )
+    p.epilog = with_exit_status(p.epilog)
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="pictures (JPEG, PNG, WebP, BMP, TIFF, GIF) or folders of them")
     add_network_arg(p, default="ffhq")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
@@ -86,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=["auto", "opencv", "mediapipe"], default="auto", help="landmark detector; auto uses mediapipe when installed, else OpenCV (default: auto)")
     p.add_argument("--paste-back", action="store_true", help="also write the reconstruction pasted back into the photo (NAME_pasted.png)")
     p.add_argument("--max-side", type=int, default=4096, help="pictures larger than this are downscaled on reading (default: 4096)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of faces already encoded in --outdir (and its summary.json)")
     add_device_arg(p)
     return p
 
@@ -111,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = list_images(args.inputs)  # before the heavy imports: a typo in a path fails at once
     if not paths:
         raise InputError("no pictures to encode")
+    if (args.outdir / "summary.json").exists() and not args.overwrite:
+        raise InputError(f"{args.outdir / 'summary.json'} exists (an earlier run); pass --overwrite to replace its files or pick another --outdir")
 
     from encoders.optimize import OptimizeConfig
 
@@ -140,8 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         detector = FaceDetector(args.detector)
 
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    failures: list[dict[str, str]] = []
+    failures: list[dict[str, str]] = []  # --outdir is created by the first write: a lone bad photo leaves none
     results: list[dict[str, Any]] = []
     names: set[str] = set()
     t_start = time.perf_counter()
@@ -172,6 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "encoded": results,
         "skipped": failures,
     }
+    args.outdir.mkdir(parents=True, exist_ok=True)
     write_json(args.outdir / "summary.json", summary)
     if not results:
         raise InputError(f"nothing was encoded ({len(failures)} picture(s) skipped; first: {failures[0]['error'] if failures else '-'})")
@@ -223,7 +231,9 @@ def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names:
             log.warning("%s is not square (%dx%d); using its centre square", path, w, h)
         y0, x0 = (h - s) // 2, (w - s) // 2
         t = AlignTransform(np.array([[s / R, 0, x0], [0, s / R, y0]]), R, (h, w))
-        return [_Item(_unique(path.stem, names), path, photo, warp_aligned(photo, t, pad_blur=False), t, None, None, loaded.scale)]
+        item = _Item(_unique(path.stem, names), path, photo, warp_aligned(photo, t, pad_blur=False), t, None, None, loaded.scale)
+        _check_not_written(item.name, args)
+        return [item]
     faces = detector.detect(photo)
     if not faces:
         raise NoFaceError("no face found; if it is already an aligned face crop, use --no-align")
@@ -240,10 +250,38 @@ def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names:
         t = face_transform(face, R, (h, w))
         name = path.stem + (f"_face{k}" if args.all_faces or args.face else "")
         items.append(_Item(_unique(name, names), path, photo, warp_aligned(photo, t), t, face, k, loaded.scale))
+    for it in items:
+        _check_not_written(it.name, args)
     return items
 
 
+def _set_files(name: str, paste_back: bool) -> list[str]:
+    """The files of one face's set, in the order they are moved into place (metrics last)."""
+    files = [f"{name}.latent.safetensors", f"{name}_target.png", f"{name}_recon.png", f"{name}_compare.png"]
+    return files + ([f"{name}_pasted.png"] if paste_back else []) + [f"{name}_metrics.json"]
+
+
+def _check_not_written(name: str, args: argparse.Namespace) -> None:
+    if args.overwrite:
+        return
+    existing = [args.outdir / f for f in _set_files(name, True) if (args.outdir / f).exists()]
+    if existing:
+        raise InputError(f"{existing[0]} exists; pass --overwrite to replace it")
+
+
+def _publish(tmp: Path, outdir: Path, name: str, paste_back: bool) -> None:
+    """Move a finished set from its temporary folder into ``outdir``, the metrics file last."""
+    import os
+    import shutil
+
+    for f in _set_files(name, paste_back):
+        os.replace(tmp / f, outdir / f)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _encode_batch(batch: list[_Item], G: Generator, cfg: Any, encoder: Any, loss_fn: Any, stats: Any, args: argparse.Namespace, label: str) -> list[dict[str, Any]]:
+    import os
+
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -267,8 +305,10 @@ def _encode_batch(batch: list[_Item], G: Generator, cfg: Any, encoder: Any, loss
         bar.close()
     recon = to_uint8(inv.images)
     results = []
+    args.outdir.mkdir(parents=True, exist_ok=True)
     for i, it in enumerate(batch):
-        out = args.outdir
+        out = args.outdir / f".{it.name}.tmp-{os.getpid()}"  # the whole set, then moved into place
+        out.mkdir(exist_ok=True)
         grid = inv.grid.replace(
             inv.grid.data[i : i + 1].detach().cpu(),
             extras={k: v[i : i + 1].detach().cpu() for k, v in inv.grid.extras.items()},
@@ -294,6 +334,7 @@ def _encode_batch(batch: list[_Item], G: Generator, cfg: Any, encoder: Any, loss
             save_picture(paste_back(it.photo, recon[i], it.transform), out / f"{it.name}_pasted.png")
         record = dict(info, metrics=inv.metrics[i], seconds=inv.seconds / len(batch), steps=cfg.steps, settings=cfg.to_dict())
         write_json(out / f"{it.name}_metrics.json", dict(record, loss_curve=[c[i] for c in inv.loss_curve], recon_curve=[c[i] for c in inv.recon_curve]))
+        _publish(out, args.outdir, it.name, args.paste_back)
         results.append(record)
     return results
 

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from spatial_latent.cli import add_device_arg, add_network_arg, run_cli
+from spatial_latent.cli import add_device_arg, add_network_arg, run_cli, with_exit_status
 from spatial_latent.errors import InputError
 
 
@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         "or [B,h,w] maps), or a CSV file with columns file,score (the latent of each file is the "
         ".safetensors beside it).",
     )
+    p.epilog = with_exit_status(p.epilog)
     add_network_arg(p)
     p.add_argument("--out", type=Path, required=True, help="direction bank to write (.npz)")
     p.add_argument("--append", action="store_true", help="add to the bank at --out instead of replacing it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out bank (and --export-samples files)")
     p.add_argument("--labeler", metavar="NAME|CSV|MODULE:FN", help="what to fit (see below); leave out for only --pca/--sefa/--export-samples")
     p.add_argument("--column", help="score column of a CSV with several")
     p.add_argument("--name", help="attribute name in the bank (default: the labeler's)")
@@ -191,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_args(args: argparse.Namespace) -> None:
     if not (args.labeler or args.pca or args.sefa or args.export_samples):
         raise InputError("nothing to do: give --labeler, --pca, --sefa or --export-samples")
+    if args.out.exists() and not (args.append or args.overwrite):
+        raise InputError(f"{args.out} exists; pass --append to add to it or --overwrite to replace it")
+    if args.export_samples and (args.export_samples / "scores.csv").exists() and not args.overwrite:
+        raise InputError(f"{args.export_samples / 'scores.csv'} exists (samples of an earlier run); pass --overwrite to replace them")
     if args.samples < 1 or args.batch < 1:
         raise InputError("--samples and --batch must be >= 1")
     if args.density is not None and args.density < 1:

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_device_arg, add_network_arg, parse_seeds, run_cli
+from .cli import add_device_arg, add_network_arg, parse_seeds, run_cli, with_exit_status
 from .errors import InputError
 
 
@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m spatial_latent.generate",
         description="Render one PNG per seed (z drawn with numpy's RandomState(seed), as NVIDIA's "
         "tools do) plus grid.png, so you can see that a checkpoint loads and works.",
+        epilog=with_exit_status("Existing pictures are not replaced unless --overwrite is given."),
     )
     add_network_arg(p, required=False)
     p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 1,5,9 (default: 0-7)")
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const", help="per-layer noise: the network's stored maps, fresh random, or off (default: const)")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass (default: 8)")
+    p.add_argument("--overwrite", action="store_true", help="replace pictures that already exist in --outdir")
     add_device_arg(p)
     p.add_argument("--list-networks", action="store_true", help="list the network names (built-in, embedded and downloadable) and exit")
     return p
@@ -48,6 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds)
     if args.batch < 1:
         raise InputError("--batch must be >= 1")
+    if not args.overwrite:
+        existing = [p for p in (*(args.outdir / f"seed{s:04d}.png" for s in seeds), args.outdir / "grid.png") if p.exists()]
+        if existing:
+            raise InputError(f"{existing[0]} exists ({len(existing)} of the outputs do); pass --overwrite to replace them or pick another --outdir")
 
     import numpy as np
     import torch

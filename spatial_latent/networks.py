@@ -91,9 +91,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from .errors import InputError  # noqa: E402
+from .modes import NOISE_MODES  # noqa: E402  (the one list, torch-free so the commands' --help stays light)
 from .ops import bias_act, conv2d_resample, make_filter, modulated_conv2d, upsample2d  # noqa: E402
-
-NOISE_MODES = ("const", "random", "none")
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:

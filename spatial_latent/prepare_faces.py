@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .cli import run_cli
+from .cli import run_cli, with_exit_status
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m spatial_latent.prepare_faces", description="Detect dlib landmarks in every photo under a folder, align each face to a template and write one .npz cache (images, names, a fixed validation split).")
+    p.epilog = with_exit_status(p.epilog)
     p.add_argument("folder", type=Path, help="folder of face photos (searched recursively)")
     p.add_argument("--out", type=Path, required=True, help="output .npz")
     p.add_argument("--size", type=int, default=64, help="aligned size in pixels (default 64)")

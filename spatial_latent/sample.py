@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_device_arg, add_network_arg, run_cli
+from .cli import add_device_arg, add_network_arg, add_noise_mode_arg, run_cli
 from .errors import InputError
 
 
@@ -50,9 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass; adjacent tiles of a row are rendered as one window (default: 4)")
     p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi of the field's latents (default: 1)")
     p.add_argument("--correlation", type=float, default=2.0, metavar="CELLS", help="spatial correlation length of the latent field, in cells; 0 = independent cells (default: 2)")
-    p.add_argument("--density", type=int, default=4, help="latent cells per generator-resolution span (default: 4)")
+    p.add_argument("--density", type=int, default=4, metavar="N", help="latent cells per native image side (default: 4)")
     p.add_argument("--global-mix", type=float, default=0.0, help="pull every cell toward one global latent by this fraction, for a consistent palette (default: 0)")
-    p.add_argument("--noise-mode", choices=["random", "const", "none"], default="random", help="per-pixel noise: seeded by position, the network's stored maps tiled, or off (default: random)")
+    add_noise_mode_arg(p, "random", "per-pixel noise: the network's stored maps tiled, seeded by position, or off")
     p.add_argument("--class", dest="class_idx", type=int, default=None, help="class index for conditional networks")
     p.add_argument("--quality", type=int, default=90, help="JPEG quality 1-100 of a .jpg output and of .dzi tiles in jpg (default: 90)")
     p.add_argument("--dzi-tile-size", type=int, default=254, metavar="PX", help=".dzi only: pyramid tile side without overlap (default: 254, i.e. 256 px tiles with --dzi-overlap 1)")

@@ -21,13 +21,14 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
 from .atomic import write_json
-from .cli import add_device_arg, run_cli
+from .cli import add_device_arg, run_cli, with_exit_status
 from .errors import InputError
-from .networks import Generator
+
+if TYPE_CHECKING:  # imported when needed, so that --help stays light
+    from .networks import Generator
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,9 @@ PRESETS = {
     # parameters, sized for a few CPU hours (about 0.6 s per batch of 16 on 2 cores).
     "faces": dict(z_dim=128, w_dim=128, img_resolution=64, channels={4: 128, 8: 128, 16: 96, 32: 48, 64: 24}, mapping_layers=2),
     "demo": dict(z_dim=128, w_dim=128, img_resolution=32, channels={4: 64, 8: 64, 16: 32, 32: 32}, mapping_layers=4),
-    # For tests and smoke runs.
-    "tiny": dict(z_dim=32, w_dim=32, img_resolution=16, channels={4: 32, 8: 32, 16: 16}, mapping_layers=2),
+    # 16 px, for tests and smoke runs of training (smaller than the built-in 'tiny' network, a
+    # 32 px generator that load_generator("tiny") builds untrained).
+    "smoke": dict(z_dim=32, w_dim=32, img_resolution=16, channels={4: 32, 8: 32, 16: 16}, mapping_layers=2),
 }
 
 
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train (or fine-tune) a padding-free spatial StyleGAN2 on random crops, with spatially "
         "correlated latent grids, so that it renders consistent images of any size.",
     )
+    p.epilog = with_exit_status(p.epilog)
     p.add_argument("--data", required=True, help="folder of images, or builtin:NAME[,NAME] (hubble_deep_field, grass, gravel, brick, coffee, astronaut, china, flower; textures = grass,gravel,brick); for --mode whole an aligned set .npz from python -m spatial_latent.prepare_faces")
     p.add_argument("--mode", choices=["crops", "whole"], default="crops", help="crops: padding-free on random crops (scenes, default); whole: whole aligned images with zero padding (faces)")
     p.add_argument("--augment", default=None, help="DiffAugment policy: any of color,translation,cutout ('' for none; default: all three in whole mode, none in crops mode)")
@@ -60,14 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=32, help="training crop size in pixels, a power of two (default 32; whole mode: the images' size)")
     p.add_argument("--data-scale", type=float, default=1.0, help="resize the training images by this factor first (default 1)")
     p.add_argument("--lr", type=float, default=0.002, help="Adam learning rate for G and D (default 0.002)")
-    p.add_argument("--r1-gamma", type=float, default=None, help="R1 regularization weight (default 0.0002 * crop^2 / batch, the stylegan2-ada heuristic)")
-    p.add_argument("--density", type=int, default=4, help="latent cells per native image side (default 4)")
+    p.add_argument("--r1-gamma", type=float, default=None, help="R1 regularization weight (default 0.0002 * size^2 / batch, the stylegan2-ada heuristic; given with --resume-from it replaces the run's)")
+    p.add_argument("--density", type=int, default=4, metavar="N", help="latent cells per native image side (default 4)")
     p.add_argument("--correlation", type=float, default=2.0, help="correlation length of the latent field, in cells (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     p.add_argument("--sample-every", type=int, default=500, help="write a sample PNG and SWD every N steps (0: only at the end)")
     p.add_argument("--checkpoint-every", type=int, default=250, help="write checkpoint.pt every N steps (default 250)")
     p.add_argument("--swd-images", type=int, default=64, help="crops per SWD estimate (default 64)")
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast on CUDA")
+    p.add_argument("--no-noise", action="store_true", help="whole mode: no noise inputs (strengths held at 0); also switches a resumed run's noise off")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default: torch's choice)")
     add_device_arg(p)
     return p
@@ -75,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import numpy as np
+    import torch
+
+    from .networks import Generator
     from tqdm import tqdm
 
     from .training.data import CropSampler, ImageSetSampler, load_images
@@ -91,14 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = read_training_checkpoint(args.resume_from)
         cfg = train_config_from(state)
         cfg.steps = args.steps
+        if args.no_noise:
+            cfg.noise = False
+        if args.r1_gamma is not None:
+            cfg.r1_gamma = args.r1_gamma
         G = Generator(generator_config_from(state))  # weights and w_avg come from the checkpoint
         run = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
         data, data_scale = run.get("data", args.data), run.get("data_scale", args.data_scale)
     else:
         augment_policy = args.augment if args.augment is not None else ("color,translation,cutout" if args.mode == "whole" else "")
         cfg = TrainConfig(
-            mode=args.mode, augment=augment_policy, crop=args.crop, batch=args.batch, steps=args.steps, lr_g=args.lr, lr_d=args.lr,
-            r1_gamma=args.r1_gamma if args.r1_gamma is not None else 0.0002 * args.crop**2 / args.batch,
+            mode=args.mode, augment=augment_policy, noise=not args.no_noise, crop=args.crop, batch=args.batch, steps=args.steps, lr_g=args.lr, lr_d=args.lr,
+            r1_gamma=args.r1_gamma if args.r1_gamma is not None else -1.0,
             density=args.density, correlation=args.correlation, seed=args.seed, amp=not args.no_amp,
         )
         cfg.validate()
@@ -126,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         images, names = load_images(data, scale=data_scale)
         sampler = CropSampler(images, cfg.crop)
+    if cfg.r1_gamma < 0:  # the stylegan2-ada heuristic, once the real image size is known
+        cfg.r1_gamma = 0.0002 * cfg.crop**2 / cfg.batch
     out.mkdir(parents=True, exist_ok=True)
 
     trainer = Trainer(G, sampler, cfg, device)
@@ -204,7 +218,9 @@ def _write_samples(trainer, out: Path) -> None:
     crops = to_uint8(trainer.samples(16, (crop, crop)))
     wide = to_uint8(trainer.samples(1, (crop * 2, crop * 8)))[0]
     grid = image_grid(crops, cols=8)
-    canvas = torch.zeros(grid.shape[0] + wide.shape[0] + 4, max(grid.shape[1], wide.shape[1]), 3, dtype=torch.uint8).numpy()
+    import numpy as np
+
+    canvas = np.zeros((grid.shape[0] + wide.shape[0] + 4, max(grid.shape[1], wide.shape[1]), 3), dtype=np.uint8)
     canvas[: grid.shape[0], : grid.shape[1]] = grid
     canvas[grid.shape[0] + 4 :, : wide.shape[1]] = wide
     save_picture(canvas, out / f"samples_{trainer.step_index:06d}.png")

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_device_arg, add_network_arg, run_cli
+from .cli import add_device_arg, add_network_arg, run_cli, with_exit_status
 from .errors import InputError
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         "style-mixed, composed and latent-field grids, rendered and regressed). Writes --out, a "
         "checkpoint you can --resume; use it with python -m spatial_latent.encode --encoder.",
     )
+    p.epilog = with_exit_status(p.epilog)
     add_network_arg(p)
     p.add_argument("--out", type=Path, required=True, help="encoder file to write (.pt); also the checkpoint")
     p.add_argument("--iters", type=int, default=20000, help="training iterations in total (default: 20000)")

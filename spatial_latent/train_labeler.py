@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .cli import run_cli
+from .cli import run_cli, with_exit_status
 from .errors import InputError
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m spatial_latent.train_labeler", description="Train the face attribute labeler (CelebA's 40 attributes, age from UTKFace) on an aligned photo set and report held-out accuracy per attribute.")
+    p.epilog = with_exit_status(p.epilog)
     p.add_argument("--data", type=Path, required=True, help="aligned set .npz from python -m spatial_latent.prepare_faces (64 px)")
     p.add_argument("--labels", type=Path, required=True, help="folder with celeba_attributes.csv and utkface_labels.csv")
     p.add_argument("--out", type=Path, required=True, help="weights to write (.safetensors); the report goes beside it (.json)")

@@ -56,8 +56,6 @@ def test_generate_bad_input_is_one_line(tmp_path: Path, args: list[str], message
 
 # What --help must not load: torch and the libraries that come with the real work.
 HEAVY = {"torch", "numpy", "PIL", "cv2", "dlib", "sklearn", "safetensors", "lpips", "tqdm", "skimage", "scipy"}
-# Known offenders, kept visible: strict, so the mark must go once the command imports lightly.
-IMPORTS_TORCH_ON_HELP = pytest.mark.xfail(strict=True, reason="spatial_latent.train imports torch and numpy at module level")
 
 
 def imported_modules(importtime_log: str) -> set[str]:
@@ -69,8 +67,7 @@ def imported_modules(importtime_log: str) -> set[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
-    [pytest.param(None, id="spatial-latent", marks=IMPORTS_TORCH_ON_HELP)]
-    + [pytest.param(c, marks=IMPORTS_TORCH_ON_HELP) if c == "train" else c for c in COMMANDS],
+    [pytest.param(None, id="spatial-latent")] + list(COMMANDS),
 )
 def test_help_explains_and_does_no_work(command: str | None, tmp_path: Path) -> None:
     """``--help`` answers without importing torch, building kernels, downloading or writing anything."""

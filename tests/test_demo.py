@@ -14,10 +14,18 @@ from spatial_latent.errors import CheckpointError
 from spatial_latent.checkpoints.loading import DEMO_MODEL, load_generator
 
 
-def test_demo_writes_scene_roundtrip_and_edit(tmp_path):
+def test_demo_writes_scene_roundtrip_and_edit(tmp_path, monkeypatch):
+    from spatial_latent.checkpoints import loading
+
+    loads, load = [], loading.load_generator
+    monkeypatch.setattr(loading, "load_generator", lambda *a, **kw: loads.append(a) or load(*a, **kw))
     out = tmp_path / "out"
     argv = ["--network", "tiny", "--outdir", str(out), "--size", "256x64", "--steps", "30", "--samples", "100", "--device", "cpu"]
     assert main(argv) == 0
+    assert len(loads) == 1  # one generator for the scene, the round trip, the fit and the edit
+    for name in ("window_target.png", "window_recon.png", "window_compare.png", "window.latent.safetensors", "window_metrics.json"):
+        assert (out / "roundtrip" / name).is_file(), name
+    assert (out / "bank.npz").is_file() and (out / "edit_strip.png").is_file()
     assert Image.open(out / "scene.png").size == (256, 64)
     metrics = json.loads((out / "roundtrip" / "window_metrics.json").read_text())
     window = np.asarray(Image.open(out / "roundtrip" / "window_target.png"), dtype=np.float64)
@@ -28,7 +36,7 @@ def test_demo_writes_scene_roundtrip_and_edit(tmp_path):
     half = change.shape[1] // 2
     assert change[:, :half].mean() > 1.0  # brighter where the edit applies ...
     assert change[:, :half].mean() > 2 * abs(change[:, half:].mean())  # ... more than elsewhere
-    # A second run refuses nothing and replaces the outputs (--overwrite implied for the scene).
+    # A second run refuses nothing and replaces the outputs.
     assert main(argv) == 0
 
 

@@ -108,7 +108,7 @@ def test_network_recorded_in_the_latent(files: dict[str, Path], tmp_path: Path, 
     g.save(tmp_path / "named.safetensors")
     argv = ["--bank", str(files["bank"]), "--attr", "g", "--out", str(tmp_path / "e.png")]
     assert run_cli(main, [str(tmp_path / "named.safetensors"), *argv]) == 0 and (tmp_path / "e.png").is_file()
-    assert run_cli(main, [str(files["latent"]), *argv]) == 2
+    assert run_cli(main, [str(files["latent"]), *argv, "--overwrite"]) == 2  # e.png exists from the run above
     assert "--network is required" in capsys.readouterr().err
 
 
@@ -139,7 +139,7 @@ def test_saved_noise_maps_reproduce_the_encoded_reconstruction(tmp_path: Path, c
     with torch.no_grad():
         assert (render_grid(sg, edited, edited.noise_maps()) - inv.images).abs().max() <= 1e-5
         assert (render_grid(sg, edited) - inv.images).abs().max() > 1e-2  # the stored maps differ
-    assert run_cli(main, [*argv, "--out", str(out), "--ignore-saved-noise"]) == 0
+    assert run_cli(main, [*argv, "--out", str(out), "--ignore-saved-noise", "--overwrite"]) == 0
     with torch.no_grad():
         const = to_uint8(sg(edited))[0]
     assert np.array_equal(np.asarray(Image.open(out)), const)

@@ -124,7 +124,7 @@ def test_face_index_and_paste_back_region(tmp_path: Path) -> None:
     patch = (slice(core[1] - 10, core[1] + 10), slice(core[0] - 10, core[0] + 10))
     assert np.abs(pasted[patch].astype(int) - photo[patch].astype(int)).mean() > 10  # a random tiny generator is no face
     with pytest.raises(InputError, match="only 2 face"):
-        main([str(tmp_path / "two.png"), "--face", "2", *common])
+        main([str(tmp_path / "two.png"), "--face", "2", *common, "--overwrite"])  # the run above left summary.json
 
 
 def test_no_align_modes_and_spaces(tmp_path: Path) -> None:

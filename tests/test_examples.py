@@ -76,7 +76,7 @@ def test_multi_face_encodes_photos_at_given_positions(example, tmp_path):
 def test_three_eyes_copies_the_eye_cells_to_the_forehead(example, tmp_path, capsys):
     mod = example("three_eyes")
     src, dst = mod.default_boxes(8)
-    assert src == (3, 2, 5, 4) and dst == (1, 3)  # eye at 47.5% / 37.5%, forehead above the nose
+    assert src == (2, 3, 4, 5) and dst == (1, 3)  # box x0, y0, x1, y1: eye at 47.5% / 37.5%; forehead cell (row, col)
     assert mod.main([*FAST, "--steps", "3", "--loss", "mse", "--outdir", str(tmp_path)]) == 0
     assert size(tmp_path / "three_eyes.png") == (2 * R, R)  # encoded | edited
     assert "three_eyes.png" in capsys.readouterr().out

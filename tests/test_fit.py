@@ -19,7 +19,7 @@ from attributes.labelers import pixel_stat
 from spatial_latent.cli import run_cli
 from spatial_latent.checkpoints.loading import load_generator
 
-SMALL = ["--network", "tiny", "--samples", "60", "--batch", "30", "--cells", "2", "--device", "cpu", "--quiet"]
+SMALL = ["--network", "tiny", "--samples", "60", "--batch", "30", "--density", "2", "--device", "cpu", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +75,8 @@ def constant_labeler(images: torch.Tensor) -> torch.Tensor:
         (["--labeler", "brightness", "--append"], "--append: no bank"),
         (["--labeler", "brightness", "--condition-on", "x"], "--append"),
         ([], "nothing to do"),
-        (["--labeler", "brightness", "--cells", "3x"], "bad cell count"),
-        (["--labeler", "brightness", "--cells", "3", "--density", "8"], "whole pixels"),
+        (["--labeler", "brightness", "--grid", "3x"], "bad --grid"),
+        (["--labeler", "brightness", "--grid", "3", "--density", "8"], "whole pixels"),
         (["--labeler", "missing.csv"], "not found"),
     ],
 )

@@ -3,6 +3,9 @@
 With ``density`` d, one native image (one face, for a face model) spans d x d cells. A
 composition is a larger grid with each latent placed on its own d x d block; seams between
 blocks and the background are blended with soft (feathered) masks, so no hard style edge shows.
+
+Boxes are ``(x0, y0, x1, y1)`` in cells, end-exclusive; single cells are ``(row, col)`` (see
+:mod:`spatial_latent.latents.masks`).
 """
 
 from __future__ import annotations
@@ -14,23 +17,7 @@ import torch
 
 from ..errors import InputError
 from .grid import LatentGrid
-
-
-def soft_box(cells: tuple[int, int], box: tuple[int, int, int, int], feather: float, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Mask ``[h, w]``: 1 inside ``box = (y0, x0, y1, x1)`` (cells), ramping linearly to 0 over
-    ``feather`` cells outside it (``feather = 0``: a hard box)."""
-    h, w = cells
-    y0, x0, y1, x1 = box
-    ys = torch.arange(h, device=device, dtype=torch.float32) + 0.5
-    xs = torch.arange(w, device=device, dtype=torch.float32) + 0.5
-
-    def ramp(p: torch.Tensor, a: int, b: int) -> torch.Tensor:
-        dist = torch.clamp(torch.maximum(a - p, p - b), min=0)  # distance outside [a, b]
-        if feather <= 0:
-            return (dist == 0).float()
-        return torch.clamp(1 - dist / feather, min=0)
-
-    return ramp(ys, y0, y1)[:, None] * ramp(xs, x0, x1)[None, :]
+from .masks import soft_box
 
 
 def compose_faces(
@@ -75,7 +62,7 @@ def compose_faces(
         if p[0] < 0 or p[1] < 0 or p[0] + density > h or p[1] + density > w:
             raise InputError(f"a block at {p} does not fit in a {h}x{w} grid")
     bg = lat.mean(dim=0) if background is None else (background[None] if background.ndim == 1 else background)
-    weights = torch.stack([soft_box(cells, (y, x, y + density, x + density), feather, lat.device) for y, x in positions])
+    weights = torch.stack([soft_box(cells, (x, y, x + density, y + density), feather, lat.device) for y, x in positions])
     total = weights.sum(dim=0)
     bg_weight = torch.clamp(1 - total, min=0)
     num = torch.einsum("nhw,nlc->lchw", weights, lat) + bg[:, :, None, None] * bg_weight
@@ -84,10 +71,11 @@ def compose_faces(
 
 
 def copy_cells(grid: LatentGrid, src: tuple[int, int, int, int], dst: tuple[int, int], feather: float = 0.0) -> LatentGrid:
-    """Copy the cells ``src = (y0, x0, y1, x1)`` so their top-left lands on ``dst = (y, x)``,
-    blending the pasted region in over ``feather`` cells (e.g. a third eye next to the two)."""
-    y0, x0, y1, x1 = src
-    piece = grid.crop(y0, x0, y1, x1)
+    """Copy the cells of the box ``src = (x0, y0, x1, y1)`` (cells, end-exclusive) so that its
+    top-left cell lands on the cell ``dst = (row, col)``, blending the pasted region in over
+    ``feather`` cells (e.g. a third eye next to the two). Returns a new grid of ``grid``'s shape."""
+    x0, y0, x1, y1 = src
+    piece = grid.crop(x0, y0, x1, y1)
     h, w = grid.cells
     dy, dx = dst
     ph, pw = y1 - y0, x1 - x0
@@ -96,7 +84,7 @@ def copy_cells(grid: LatentGrid, src: tuple[int, int, int, int], dst: tuple[int,
     if feather <= 0:
         return grid.paste(piece, dy, dx)
     # Edge cells of the piece extend outward and fade into the original over `feather` cells.
-    mask = soft_box(grid.cells, (dy, dx, dy + ph, dx + pw), feather, grid.data.device)
+    mask = soft_box(grid.cells, (dx, dy, dx + pw, dy + ph), feather, grid.data.device)
     return grid.blend(_edge_extend(piece, grid, dy, dx), mask)
 
 

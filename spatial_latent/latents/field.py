@@ -43,7 +43,7 @@ def gaussian_taps(sigma: float) -> torch.Tensor:
 
 
 class LatentField:
-    """Latents for any window of global cells: ``field.cells(Window(y0, y1, x0, x1))`` ->
+    """Latents for any window of global cells: ``field.cells(Window(x0, y0, x1, y1))`` ->
     ``[1, L, C, y1 - y0, x1 - x0]`` (``L`` = 1 in space 'w', ``num_ws`` in space 'w+').
 
     ``density`` = cells per native image side, as in :class:`LatentGrid`.
@@ -165,5 +165,5 @@ class LatentField:
     def grid(self, cells: tuple[int, int], origin: tuple[int, int] = (0, 0)) -> LatentGrid:
         """A finite :class:`LatentGrid` cut from the field (for one-shot renders and editing)."""
         h, w = cells
-        data = self.cells(Window(origin[0], origin[0] + h, origin[1], origin[1] + w))
+        data = self.cells(Window(origin[1], origin[0], origin[1] + w, origin[0] + h))
         return LatentGrid(data, space=self.space, density=self.density, meta={"field_seed": self.seed, "origin": list(origin)})

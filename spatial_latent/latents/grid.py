@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ import torch.nn.functional as F
 from .._version import __version__
 from ..atomic import atomic_write
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..networks import Generator
 
 SPACES = ("w", "w+")
 LATENT_FORMAT = "spatial-latent-grid"
@@ -130,7 +133,7 @@ class LatentGrid:
     @classmethod
     def from_z_grid(
         cls,
-        G: Any,
+        G: Generator,
         z: torch.Tensor,
         c: torch.Tensor | None = None,
         truncation_psi: float = 1.0,
@@ -183,22 +186,24 @@ class LatentGrid:
         return cls(torch.cat(rows, dim=1).contiguous(), space="w+", density=density)
 
     # -- editing ---------------------------------------------------------------------------------
-    def crop(self, y0: int, x0: int, y1: int, x1: int) -> "LatentGrid":
-        """Cells ``[y0, y1) x [x0, x1)``."""
+    def crop(self, x0: int, y0: int, x1: int, y1: int) -> "LatentGrid":
+        """The cells of the box ``(x0, y0, x1, y1)`` (end-exclusive: columns ``[x0, x1)``, rows
+        ``[y0, y1)``) -> a grid ``[B, L, C, y1 - y0, x1 - x0]``."""
         h, w = self.cells
         if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
-            raise InputError(f"crop ({y0},{x0})-({y1},{x1}) is outside the {h}x{w} grid")
+            raise InputError(f"crop box (x0={x0}, y0={y0}, x1={x1}, y1={y1}) is outside the {h}x{w} grid")
         return self.replace(self.data[..., y0:y1, x0:x1].clone())
 
-    def paste(self, other: "LatentGrid", y0: int, x0: int) -> "LatentGrid":
-        """Copy ``other``'s cells into this grid with their top-left corner at cell ``(y0, x0)``."""
+    def paste(self, other: "LatentGrid", row: int, col: int) -> "LatentGrid":
+        """Copy ``other``'s cells ``[B, L, C, h', w']`` into this grid with their top-left cell at
+        ``(row, col)``; returns a grid of this grid's shape."""
         self._check_compatible(other)
         h, w = self.cells
         oh, ow = other.cells
-        if not (0 <= y0 and 0 <= x0 and y0 + oh <= h and x0 + ow <= w):
-            raise InputError(f"a {oh}x{ow} grid does not fit at ({y0},{x0}) in a {h}x{w} grid")
+        if not (0 <= row and 0 <= col and row + oh <= h and col + ow <= w):
+            raise InputError(f"a {oh}x{ow} grid does not fit at cell ({row}, {col}) in a {h}x{w} grid")
         data = self.data.clone()
-        data[..., y0 : y0 + oh, x0 : x0 + ow] = other.data.to(data)
+        data[..., row : row + oh, col : col + ow] = other.data.to(data)
         return self.replace(data)
 
     def blend(self, other: "LatentGrid", mask: torch.Tensor) -> "LatentGrid":

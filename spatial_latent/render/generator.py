@@ -123,8 +123,9 @@ class SpatialGenerator(nn.Module):
         window: Window | tuple[int, int, int, int] | None = None,
         noise: NoiseMaps | None = None,
     ) -> torch.Tensor:
-        """Render ``grid``; with ``padding='none'`` optionally only ``window`` (global output pixels,
-        ``(y0, y1, x0, x1)``, may extend beyond the canvas). Returns ``[B, 3, H, W]``.
+        """Render ``grid``; with ``padding='none'`` optionally only ``window`` (a box of global output
+        pixels ``(x0, y0, x1, y1)``, end-exclusive, may extend beyond the canvas). Returns
+        ``[B, 3, H, W]`` (the canvas, or the window's ``y1 - y0`` by ``x1 - x0``).
 
         ``noise``: explicit per-layer noise, e.g. maps optimized by an encoder: a list with one
         entry per :meth:`noise_layers` (``num_ws - 1``), each a unit-variance map
@@ -137,12 +138,12 @@ class SpatialGenerator(nn.Module):
         check_noise_mode(noise_mode)
         H, W = self.canvas_size(grid)
         if window is None:
-            window = Window(0, H, 0, W)
+            window = Window(0, 0, W, H)
         elif not isinstance(window, Window):
             window = Window(*window)
         if window.size[0] < 1 or window.size[1] < 1:
             raise InputError(f"empty output window {window}")
-        if not self.padding.tileable and window != Window(0, H, 0, W):
+        if not self.padding.tileable and window != Window(0, 0, W, H):
             raise InputError("rendering a sub-window needs padding='none' (zero padding depends on the canvas border)")
         maps = self._check_noise(noise, grid) if noise is not None else None
         check_memory(self.G, grid.batch, window, self.max_pixels)

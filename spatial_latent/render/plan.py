@@ -155,15 +155,15 @@ def same_size_plan(G: Generator, size: tuple[int, int]) -> list[BlockPlan]:
     R = G.img_resolution
     for block in G.synthesis.blocks():
         r = block.resolution
-        full = Window(0, size[0] * r // R, 0, size[1] * r // R)
-        half = Window(0, full.y1 // 2, 0, full.x1 // 2) if r > 4 else full
+        full = Window(0, 0, size[1] * r // R, size[0] * r // R)
+        half = Window(0, 0, full.x1 // 2, full.y1 // 2) if r > 4 else full
         plans.append(BlockPlan(x_in=half, mid=full, x_out=full, img=full if block.num_torgb else None))
     return plans
 
 
 def receptive_margin(G: Generator) -> int:
     """Input margin, in 4x4-level pixels, that a padding-free render adds around its window."""
-    p = plan_blocks(G, Window(0, 1, 0, 1))[0]
+    p = plan_blocks(G, Window(0, 0, 1, 1))[0]
     return max(-p.x_in.y0, p.x_in.y1 - 1)
 
 
@@ -172,8 +172,8 @@ def cells_needed(G: Generator, window: Window, density: int) -> Window:
     samples from: the 4x4 input window mapped to cells, plus bilinear neighbours."""
     p = plan_blocks(G, window)[0].x_in
     return Window(
-        math.floor(p.y0 * density / 4) - 1,
-        math.ceil(p.y1 * density / 4) + 1,
         math.floor(p.x0 * density / 4) - 1,
+        math.floor(p.y0 * density / 4) - 1,
         math.ceil(p.x1 * density / 4) + 1,
+        math.ceil(p.y1 * density / 4) + 1,
     )

@@ -94,8 +94,8 @@ class TileSampler:
             return torch.empty(0, 3, self.tile, self.tile, device=self.field.device)
         out: list[torch.Tensor | None] = [None] * len(positions)
         for k, runs in _runs_by_length(positions, self.tile).items():
-            window = Window(0, self.tile, 0, k * self.tile)
-            needs = [self.sg.cells_needed(Window(y, y + self.tile, x, x + k * self.tile), self.field.density) for _, y, x in runs]
+            window = Window(0, 0, k * self.tile, self.tile)
+            needs = [self.sg.cells_needed(Window(x, y, x + k * self.tile, y + self.tile), self.field.density) for _, y, x in runs]
             latents = self._field_cells(needs)
             patches = [LatentPatch(lat, origin=(c.y0, c.x0), shift=(y, x)) for lat, c, (_, y, x) in zip(latents, needs, runs)]
             imgs = self.sg.render_patches(patches, window, self.field.density, self.noise_mode, self.noise_seed)
@@ -112,7 +112,7 @@ class TileSampler:
         so that the renderer can stack all patches into one batch."""
         h = max(c.size[0] for c in needs)
         w = max(c.size[1] for c in needs)
-        needs = [Window(c.y0, c.y0 + h, c.x0, c.x0 + w) for c in needs]
+        needs = [Window(c.x0, c.y0, c.x0 + w, c.y0 + h) for c in needs]
         hull = None
         for c in needs:
             hull = c.hull(hull)
@@ -137,7 +137,7 @@ class TileSampler:
         step = self.sg.img_resolution // 4
         if shift[0] % step or shift[1] % step:
             raise InputError(f"window origin must be a multiple of {step} pixels")
-        local = Window(0, window.size[0], 0, window.size[1])
+        local = Window(0, 0, window.size[1], window.size[0])
         return self.sg.render_patches([LatentPatch(latents, (cells.y0, cells.x0), shift)], local, self.field.density, self.noise_mode, self.noise_seed)
 
     def render_to_file(

@@ -187,12 +187,12 @@ class Trainer:
         G, d = sg.G, self.cfg.density
         cell_px = G.img_resolution / d
         oy, ox = (int(v) for v in torch.randint(0, G.img_resolution, (2,), generator=gen))
-        need = sg.cells_needed(Window(oy, oy + size[0], ox, ox + size[1]), d)
+        need = sg.cells_needed(Window(ox, oy, ox + size[1], oy + size[0]), d)
         # Shift by whole cells so the grid starts at cell 0, keeping the window's phase.
         sy, sx = -need.y0, -need.x0
         if (sy * cell_px) % 1 or (sx * cell_px) % 1:
             raise InputError(f"density {d} does not divide the generator resolution {G.img_resolution}")
-        win = Window(oy + int(sy * cell_px), oy + int(sy * cell_px) + size[0], ox + int(sx * cell_px), ox + int(sx * cell_px) + size[1])
+        win = Window(ox + int(sx * cell_px), oy + int(sy * cell_px), ox + int(sx * cell_px) + size[1], oy + int(sy * cell_px) + size[0])
         grid = self.latent_grid(G, batch, need.size, gen)
         noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
         return sg(grid, noise_mode="random", noise_seed=noise_seed, window=win)

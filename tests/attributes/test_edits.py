@@ -1,5 +1,6 @@
-"""Edits: exact masked arithmetic, masks from boxes / images / cells, layers, several edits, and
-the evidence that a fitted direction is local and strong on a real (tiny) generator."""
+"""Edits: exact masked arithmetic, cell and image masks, layers, several edits, and the evidence
+that a fitted direction is local and strong on a real (tiny) generator. The mask builders
+themselves are tested in tests/latents/test_masks.py."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import pytest
 import torch
 
 from attributes.direction import Direction
-from attributes.edits import Edit, apply_edits, box_mask, cell_mask, edit, image_mask, strength_series
+from attributes.edits import Edit, apply_edits, edit, strength_series
 from attributes.labelers import MapLabeler, pixel_stat
 from attributes.supervised import AttributeModel
 from attributes.sampling import sample_grids, sample_labeled
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.latents.masks import box_mask, cell_mask, image_mask
 from spatial_latent.checkpoints.loading import random_generator
 from spatial_latent.render.generator import SpatialGenerator
 from support import TINY_CONFIGS
@@ -35,38 +37,16 @@ def test_edit_adds_strength_times_mask_times_direction() -> None:
     assert torch.allclose(full.data, g.data - d.vectors[None])
 
 
-def test_box_mask_covers_fractions_of_cells() -> None:
-    m = box_mask((2, 4), (0.5, 0, 2, 1))  # x from 0.5 to 2 cells, first row
-    assert m.tolist() == [[0.5, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
-    px = box_mask((2, 4), (8, 0, 32, 16), cell_size=16)  # pixel box on 16-px cells
-    assert px.tolist() == [[0.5, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
-    with pytest.raises(InputError, match="outside"):
-        box_mask((2, 4), (5, 0, 6, 1))
-    with pytest.raises(InputError, match="empty"):
-        box_mask((2, 4), (1, 0, 1, 1))
-
-
-def test_image_mask_is_area_averaged_and_size_checked() -> None:
+def test_image_sized_masks_are_area_averaged_onto_the_cells() -> None:
     img = torch.zeros(6, 8)
-    img[:3, :2] = 1  # a quarter... of cell (0, 0) in a 3x4 grid of 2x2-pixel cells
-    m = image_mask(img, (3, 4))
-    assert m.shape == (3, 4) and m[0, 0] == 1 and m[1, 0] == 0.5 and m.sum() == 1.5
+    img[:3, :2] = 1  # cell (0, 0) whole, cell (1, 0) half, in a 3x4 grid of 2x2-pixel cells
     g = grid_w()
     d = Direction("a", torch.ones(1, 5, 1, 1))
-    assert torch.allclose(edit(g, d, 1.0, img).data, edit(g, d, 1.0, m).data)
+    assert torch.allclose(edit(g, d, 1.0, img).data, edit(g, d, 1.0, image_mask(img, (3, 4))).data)
     with pytest.raises(InputError, match="does not fit"):
         edit(g, d, 1.0, torch.ones(7, 8))
-    with pytest.raises(InputError, match="the image is"):
-        image_mask(torch.ones(6, 8), (3, 4), image_size=(12, 16))
     with pytest.raises(InputError, match=r"\[0, 1\]"):
         edit(g, d, 1.0, torch.full((3, 4), 2.0))
-
-
-def test_cell_mask() -> None:
-    m = cell_mask((2, 3), [(0, 1), (1, 2)])
-    assert m.tolist() == [[0, 1, 0], [0, 0, 1]]
-    with pytest.raises(InputError, match="outside"):
-        cell_mask((2, 3), [(2, 0)])
 
 
 def test_layers_confine_the_edit_to_some_rows() -> None:
@@ -156,7 +136,7 @@ def test_fitted_direction_moves_the_attribute_inside_the_mask_and_nothing_outsid
 
     sg = SpatialGenerator(G, padding="none")
     test = sample_grids(G, 16, cells, density, cell_mix=1.0, seed=99)
-    box = (0, 0, 2, 4)  # cell columns 0-1, all rows: image columns 0-15
+    box = (0, 0, 2, 4)  # x0, y0, x1, y1: cell columns 0-1, all rows: image columns 0-15
     before = sg(test)
     after = sg(edit(test, d, STRENGTH, box_mask(cells, box)))
 

@@ -21,7 +21,7 @@ from spatial_latent.networks import Generator
 from spatial_latent.render.generator import SpatialGenerator
 from support import TINY_CONFIGS
 
-SMALL = dict(cells=4, base_channels=8, max_channels=32)
+SMALL = dict(density=4, base_channels=8, max_channels=32)
 
 
 def small_cfg(**kw: object) -> TrainConfig:
@@ -31,7 +31,7 @@ def small_cfg(**kw: object) -> TrainConfig:
 
 
 def test_untrained_encoder_returns_w_avg(G: Generator) -> None:
-    enc = build_encoder(G, cells=4, base_channels=8, max_channels=32)
+    enc = build_encoder(G, density=4, base_channels=8, max_channels=32)
     img = torch.randn(2, 3, G.img_resolution, G.img_resolution)
     out = enc(img)
     assert out.shape == (2, G.num_ws, G.w_dim, 4, 4)
@@ -130,14 +130,14 @@ def test_training_learns_and_the_pipeline_uses_it(G: Generator, tmp_path: Path) 
     held_out = sample_grids(G, 6, 4, torch.Generator().manual_seed(999))  # grids it never saw
     with torch.no_grad():
         imgs = SpatialGenerator(G)(LatentGrid(held_out, space="w+", density=4)).clamp(-1, 1)
-    cfg0 = OptimizeConfig(steps=0, cells=4, loss="mse")
+    cfg0 = OptimizeConfig(steps=0, density=4, loss="mse")
     from_avg = encode(G, imgs, cfg0)
     only = encode(G, imgs, cfg0, encoder=enc)
     mse = lambda inv: sum(m["mse"] for m in inv.metrics)  # noqa: E731
     assert mse(only) < 0.8 * mse(from_avg)  # the encoder's grid already beats the average latent
     with torch.no_grad():
         assert torch.allclose(only.grid.data, enc(imgs))  # steps=0 is the encoder's grid itself
-    refined = encode(G, imgs[:2], OptimizeConfig(steps=15, cells=4, loss="mse"), encoder=enc)
+    refined = encode(G, imgs[:2], OptimizeConfig(steps=15, density=4, loss="mse"), encoder=enc)
     assert refined.grid.meta["start"] == "encoder" and only.grid.meta["start"] == "encoder"
     assert mse(refined) < sum(m["mse"] for m in only.metrics[:2])  # and optimization improves on it
 
@@ -146,7 +146,7 @@ def test_training_learns_and_the_pipeline_uses_it(G: Generator, tmp_path: Path) 
 def test_train_cli(tmp_path: Path) -> None:
     out = tmp_path / "enc.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    args = [sys.executable, "-m", "spatial_latent.train_encoder", "--network", "tiny", "--out", str(out), "--batch", "2", "--cells", "2", "--channels", "8", "--max-channels", "16", "--device", "cpu"]
+    args = [sys.executable, "-m", "spatial_latent.train_encoder", "--network", "tiny", "--out", str(out), "--batch", "2", "--density", "2", "--channels", "8", "--max-channels", "16", "--device", "cpu"]
     r = subprocess.run([*args, "--iters", "2"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     assert torch.load(out, weights_only=True)["extra"]["train"]["iteration"] == 2

@@ -9,9 +9,9 @@ import torch
 
 from encoders.optimize import Inversion, OptimizeConfig, invert, learning_rate
 from encoders.noise_maps import const_noise, convert_grid, render
-from spatial_latent.latents.compose import soft_box
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.latents.masks import soft_box
 from spatial_latent.networks import Generator
 from spatial_latent.render.generator import SpatialGenerator
 
@@ -23,12 +23,12 @@ def composed_target(G: Generator, seed: int = 0) -> torch.Tensor:
     w = G.mapping(torch.randn([4, G.z_dim], generator=g))
     left = LatentGrid.from_w(w[0::2], cells=(4, 4), density=4)
     right = LatentGrid.from_w(w[1::2], cells=(4, 4), density=4)
-    grid = left.blend(right, soft_box((4, 4), (0, 2, 4, 4), feather=1.0))
+    grid = left.blend(right, soft_box((4, 4), (2, 0, 4, 4), feather=1.0))  # box x0, y0, x1, y1: the right half
     return SpatialGenerator(G)(grid).clamp(-1, 1)
 
 
 def mse_cfg(**kw: object) -> OptimizeConfig:
-    base = dict(steps=30, cells=4, loss="mse")
+    base = dict(steps=30, density=4, loss="mse")
     base.update(kw)
     return OptimizeConfig(**base)  # type: ignore[arg-type]
 

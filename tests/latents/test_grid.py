@@ -56,7 +56,7 @@ def test_from_layer_grids_coarse_to_fine() -> None:
 def test_crop_paste_blend_concat_tile() -> None:
     a = LatentGrid(torch.randn(1, 2, 3, 4, 6))
     b = LatentGrid(torch.randn(1, 2, 3, 4, 6))
-    piece = a.crop(1, 2, 3, 5)
+    piece = a.crop(2, 1, 5, 3)  # box x0, y0, x1, y1: rows 1-2, columns 2-4
     assert piece.cells == (2, 3)
     pasted = b.paste(piece, 2, 0)
     assert torch.equal(pasted.data[..., 2:4, 0:3], a.data[..., 1:3, 2:5])
@@ -73,7 +73,7 @@ def test_crop_paste_blend_concat_tile() -> None:
     with pytest.raises(InputError, match=r"a 2x3 grid does not fit at .*3, ?0.* in a 4x6 grid"):
         a.paste(piece, 3, 0)
     with pytest.raises(InputError, match="is outside the 4x6 grid"):
-        a.crop(0, 0, 5, 1)
+        a.crop(0, 0, 1, 5)  # five rows of four
     with pytest.raises(InputError, match=r"incompatible grids: w\+/1/\(1, 2, 3\) vs w\+/1/\(1, 2, 4\)"):
         LatentGrid.concat([a, LatentGrid(torch.randn(1, 2, 4, 4, 6))])
 
@@ -115,8 +115,8 @@ def test_compose_faces_places_and_blends() -> None:
 
 def test_copy_cells_third_eye() -> None:
     g = LatentGrid(torch.randn(1, 1, 4, 8, 8), space="w", density=8)
-    moved = copy_cells(g, (3, 1, 5, 3), (1, 3))
+    moved = copy_cells(g, (1, 3, 3, 5), (1, 3))  # box x0, y0, x1, y1 -> top-left cell (row, col)
     assert torch.equal(moved.data[..., 1:3, 3:5], g.data[..., 3:5, 1:3])
-    soft = copy_cells(g, (3, 1, 5, 3), (1, 3), feather=1.5)
+    soft = copy_cells(g, (1, 3, 3, 5), (1, 3), feather=1.5)
     assert torch.allclose(soft.data[..., 1:3, 3:5], g.data[..., 3:5, 1:3])
     assert torch.equal(soft.data[..., 6:, :], g.data[..., 6:, :])

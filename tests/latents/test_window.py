@@ -10,30 +10,30 @@ from spatial_latent.latents.window import Window
 
 
 def test_size_grow_and_contains() -> None:
-    w = Window(-2, 5, 3, 4)
+    w = Window(3, -2, 4, 5)
     assert w.size == (7, 1)
     g = w.grow(2)
-    assert g == Window(-4, 7, 1, 6) and g.contains(w) and not w.contains(g)
+    assert g == Window(1, -4, 6, 7) and g.contains(w) and not w.contains(g)
     assert g.grow(-2) == w
     assert w.contains(w)
-    assert not Window(0, 4, 0, 4).contains(Window(1, 5, 1, 3))  # sticks out at the bottom
+    assert not Window(0, 0, 4, 4).contains(Window(1, 1, 3, 5))  # sticks out at the bottom
 
 
 def test_hull() -> None:
-    a, b = Window(0, 2, 5, 9), Window(-3, 1, 7, 12)
-    assert a.hull(b) == b.hull(a) == Window(-3, 2, 5, 12)
+    a, b = Window(5, 0, 9, 2), Window(7, -3, 12, 1)
+    assert a.hull(b) == b.hull(a) == Window(5, -3, 12, 2)
     assert a.hull(None) is a
 
 
 def test_map_applies_span_functions_per_axis() -> None:
-    w = Window(1, 3, 10, 20)
-    assert w.map(lambda s: (2 * s[0], 2 * s[1])) == Window(2, 6, 20, 40)
-    assert w.map(lambda s: (s[0] - 1, s[1]), lambda s: (s[0], s[1] + 5)) == Window(0, 3, 10, 25)
+    w = Window(10, 1, 20, 3)
+    assert w.map(lambda s: (2 * s[0], 2 * s[1])) == Window(20, 2, 40, 6)
+    assert w.map(lambda s: (s[0] - 1, s[1]), lambda s: (s[0], s[1] + 5)) == Window(10, 0, 25, 3)
 
 
 def test_windows_are_values() -> None:
-    w = Window(0, 1, 0, 1)
-    assert w == Window(0, 1, 0, 1) and hash(w) == hash(Window(0, 1, 0, 1))
+    w = Window(0, 0, 1, 1)
+    assert w == Window(0, 0, 1, 1) and hash(w) == hash(Window(0, 0, 1, 1))
     with pytest.raises(dataclasses.FrozenInstanceError):
         w.y0 = 3  # type: ignore[misc]
 

@@ -62,7 +62,7 @@ def test_constant_styles_equal_stylegan2_modulated_conv(G: Generator, res: int, 
     w = torch.randn(2, G.num_ws, G.w_dim, generator=gen)
     latents = w[..., None, None].expand(-1, -1, -1, 3, 2)  # the same latent in every cell
     res_in = layer.resolution // layer.up
-    win = Window(0, 3 * res_in // 2, 0, res_in)  # density 2: the canvas at res_in
+    win = Window(0, 0, res_in, 3 * res_in // 2)  # density 2: the canvas at res_in
     x = torch.randn(2, layer.in_channels, *win.size, generator=gen)
     got, out = engine(G, latents, 2, padding).conv(layer, row, x, win)
     assert out == out_window(layer, win, padding)
@@ -95,7 +95,7 @@ def test_varying_styles_follow_the_per_pixel_formula(G: Generator, res: int, nam
     cells = (8, 12) if density == 8 else (3, 2)  # at least 4 pixels a side at 4x4: valid convs shrink it
     latents = torch.randn(2, G.num_ws, G.w_dim, *cells, generator=gen).requires_grad_()
     res_in = layer.resolution // layer.up
-    win = Window(0, cells[0] * res_in // density, 0, cells[1] * res_in // density)
+    win = Window(0, 0, cells[1] * res_in // density, cells[0] * res_in // density)
     x = torch.randn(2, layer.in_channels, *win.size, generator=gen).requires_grad_()
     got, out = engine(G, latents, density, padding, mode).conv(layer, row, x, win)
     ref = per_pixel_reference(layer, latents, row, density, x, win, out, padding, mode)
@@ -125,6 +125,6 @@ def test_weight_cache_is_bounded_oldest_out() -> None:
 
 
 def test_check_memory_refuses_before_any_work(G: Generator) -> None:
-    check_memory(G, 1, Window(0, 10, 0, 10), max_pixels=100)
+    check_memory(G, 1, Window(0, 0, 10, 10), max_pixels=100)
     with pytest.raises(InputError, match="TileSampler"):
-        check_memory(G, 2, Window(0, 10, 0, 10), max_pixels=100)
+        check_memory(G, 2, Window(0, 0, 10, 10), max_pixels=100)

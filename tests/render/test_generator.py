@@ -60,7 +60,7 @@ def test_padding_free_sub_windows_equal_crops_of_full_render(G: Generator, noise
         x0 = int(torch.randint(-8, W - 1, (1,), generator=gen))
         y1 = int(torch.randint(y0 + 1, H + 8, (1,), generator=gen))
         x1 = int(torch.randint(x0 + 1, W + 8, (1,), generator=gen))
-        sub = sg(grid, noise_mode=noise_mode, noise_seed=7, window=(y0, y1, x0, x1))
+        sub = sg(grid, noise_mode=noise_mode, noise_seed=7, window=(x0, y0, x1, y1))
         assert sub.shape[2:] == (y1 - y0, x1 - x0)
         a, b = max(y0, 0), max(x0, 0)
         c, d = min(y1, H), min(x1, W)
@@ -144,7 +144,7 @@ def test_bad_grids_are_clear_errors() -> None:
     with pytest.raises(InputError, match="whole pixels"):
         sg(LatentGrid(torch.randn(1, 1, G.w_dim, 3, 3), space="w", density=8))
     with pytest.raises(InputError, match="padding='none'"):
-        sg(LatentGrid(torch.randn(1, 1, G.w_dim, 2, 2), space="w"), window=(0, 4, 0, 4))
+        sg(LatentGrid(torch.randn(1, 1, G.w_dim, 2, 2), space="w"), window=(0, 0, 4, 4))
     with pytest.raises(InputError, match="padding"):
         SpatialGenerator(G, padding="reflect")
 
@@ -155,7 +155,7 @@ def test_absurd_sizes_fail_fast_before_any_work() -> None:
     huge = LatentGrid(torch.zeros(1, 1, G.w_dim, 1, 1).expand(1, 1, G.w_dim, 200_000, 200_000), space="w")
     t = time.perf_counter()
     with pytest.raises(InputError, match="TileSampler"):
-        SpatialGenerator(G, padding="none")(huge, window=(0, 10**6, 0, 10**6))
+        SpatialGenerator(G, padding="none")(huge, window=(0, 0, 10**6, 10**6))
     assert time.perf_counter() - t < 5.0
 
 
@@ -179,7 +179,7 @@ def test_explicit_noise_maps(G: Generator) -> None:
     # padding-free: a sub-window equals the crop of the full render with the same maps
     free = SpatialGenerator(G, padding="none")
     full = free(grid, noise=maps)
-    sub = free(grid, noise=maps, window=(3, R, R // 2, 2 * R))
+    sub = free(grid, noise=maps, window=(R // 2, 3, 2 * R, R))
     assert (sub - full[..., 3:R, R // 2 :]).abs().max() <= TOL
     with pytest.raises(InputError, match="noise maps"):
         sg(grid, noise=maps[:-1])
@@ -202,10 +202,10 @@ def test_batched_patches_equal_separate_renders() -> None:
     G = noisy_generator("resnet")
     sg = SpatialGenerator(G, padding="none")
     step = G.img_resolution // 4
-    win = Window(0, 2 * step, 0, 3 * step)
+    win = Window(0, 0, 3 * step, 2 * step)
     patches = []
     for k, (y, x) in enumerate([(0, 0), (step, 5 * step), (-3 * step, 2 * step)]):
-        need = sg.cells_needed(Window(y, y + win.size[0], x, x + win.size[1]), 4)
+        need = sg.cells_needed(Window(x, y, x + win.size[1], y + win.size[0]), 4)
         lat = torch.randn(2, G.num_ws, G.w_dim, *need.size, generator=torch.Generator().manual_seed(k))
         patches.append(LatentPatch(lat, origin=(need.y0, need.x0), shift=(y, x)))
     together = sg.render_patches(patches, win, 4, "random", 5)

@@ -48,7 +48,7 @@ def test_valid_spans_match_the_output_sizes_of_the_ops(span: tuple[int, int]) ->
 
 
 def test_plan_ends_at_the_requested_window_and_nests(G: Generator) -> None:
-    out = Window(-5, 11, 3, 30)
+    out = Window(3, -5, 30, 11)
     plans = plan_blocks(G, out)
     assert len(plans) == len(G.synthesis.blocks())
     assert plans[-1].img == out and plans[-1].x_out.contains(out)
@@ -63,14 +63,14 @@ def test_same_size_plan_covers_whole_canvases(G: Generator) -> None:
     plans = same_size_plan(G, (2 * R, 3 * R))
     for block, p in zip(G.synthesis.blocks(), plans):
         r = block.resolution
-        assert p.x_out == Window(0, 2 * r, 0, 3 * r)
-        assert p.x_in == (p.x_out if r == 4 else Window(0, r, 0, 3 * r // 2))
+        assert p.x_out == Window(0, 0, 3 * r, 2 * r)
+        assert p.x_in == (p.x_out if r == 4 else Window(0, 0, 3 * r // 2, r))
 
 
 def test_cells_needed_and_margin_grow_with_the_window(G: Generator) -> None:
     R = G.img_resolution
-    small = cells_needed(G, Window(0, R, 0, R), 4)
-    big = cells_needed(G, Window(-R, 2 * R, 0, 3 * R), 4)
+    small = cells_needed(G, Window(0, 0, R, R), 4)
+    big = cells_needed(G, Window(0, -R, 3 * R, 2 * R), 4)
     assert big.contains(small) and big.size[0] > small.size[0]
     # a one-pixel render reads the 4x4 level at least two 3x3 convs (the 4x4 block's) around it
     assert receptive_margin(G) >= 2
@@ -78,11 +78,11 @@ def test_cells_needed_and_margin_grow_with_the_window(G: Generator) -> None:
 
 def test_crop() -> None:
     t = torch.arange(30.0).view(5, 6)
-    have = Window(10, 15, -2, 4)
+    have = Window(-2, 10, 4, 15)
     assert crop(t, have, have) is t
-    assert torch.equal(crop(t, have, Window(11, 13, 0, 3)), t[1:3, 2:5])
+    assert torch.equal(crop(t, have, Window(0, 11, 3, 13)), t[1:3, 2:5])
     with pytest.raises(AssertionError, match="not inside"):
-        crop(t, have, Window(9, 12, 0, 1))
+        crop(t, have, Window(0, 9, 1, 12))
 
 
 def test_padding_mode_values() -> None:

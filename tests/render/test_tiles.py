@@ -53,7 +53,7 @@ def stitch(ts: TileSampler, height: int, width: int, order: list[int] | None = N
 def test_tiled_equals_one_shot(arch: str) -> None:
     ts = sampler(arch)
     H, W = 40, 72  # not a multiple of the tile: edge tiles are cropped
-    one = ts.render_window(Window(0, H, 0, W))
+    one = ts.render_window(Window(0, 0, W, H))
     tiled = stitch(ts, H, W)
     assert not torch.isnan(tiled).any()
     assert (tiled - one).abs().max() <= 1e-4

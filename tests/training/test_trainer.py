@@ -108,7 +108,7 @@ def test_train_cli_writes_a_usable_generator_and_resumes(tmp_path, capsys):
     assert G.img_resolution == SMOKE["img_resolution"]
     from spatial_latent.render.generator import SpatialGenerator
 
-    img = SpatialGenerator(G, padding="none")(G_grid(G), window=(0, 24, 0, 40))
+    img = SpatialGenerator(G, padding="none")(G_grid(G), window=(0, 0, 40, 24))
     assert img.shape == (1, 3, 24, 40) and torch.isfinite(img).all()
 
     # An existing run is not overwritten; --resume-from continues it.
