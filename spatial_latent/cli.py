@@ -12,6 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 from .errors import InputError, SpatialLatentError
+from .modes import NOISE_MODES
 
 MAX_SEEDS = 100_000
 
@@ -94,6 +95,12 @@ def add_network_arg(parser: argparse.ArgumentParser, default: str | None = None,
         "texture model shipped in the package) or 'tiny' (untrained, for smoke tests)"
         + (f" (default: {default})" if default else ""),
     )
+
+
+def add_noise_mode_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str, help: str) -> None:
+    """``--noise-mode``, its choices the one list of modes (:data:`spatial_latent.modes.NOISE_MODES`,
+    which the networks check)."""
+    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=default, help=f"{help} (default: {default})")
 
 
 def add_device_arg(parser: argparse.ArgumentParser) -> None:

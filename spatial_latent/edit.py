@@ -6,12 +6,12 @@
 The latent file is one written by ``LatentGrid.save`` (e.g. by the encode tool); the bank one
 written by ``python -m spatial_latent.fit``. ``--network`` may be left out when the latent's metadata
 records it (``meta['network']``); the generator's fingerprint must match the bank's (and the
-latent's ``meta['generator_fingerprint']`` where recorded). Edits add ``strength x direction`` inside a region:
-``--region x0,y0,x1,y1`` (output pixels; cells partly inside get their covered fraction),
-``--mask mask.png`` (grey levels 0..255 -> 0..1, the size of the output image) or ``--cells``;
-without any, the whole grid. Several ``--attr`` apply together (each may have its own
-``--strength`` and ``--region``). ``--strip`` writes the first attribute at several strengths
-side by side, for looking. A latent file holding optimized noise maps (the encode tool saves
+latent's ``meta['generator_fingerprint']`` where recorded). Edits add ``strength x direction``
+inside a region: ``--region x0,y0,x1,y1`` (a box in output pixels, end-exclusive; cells partly
+inside get their covered fraction), ``--mask mask.png`` (grey levels 0..255 -> 0..1, the size of
+the output image) or ``--edit-cells ROW,COL ...``; without any, the whole grid. Several ``--attr``
+apply together (each may have its own ``--strength`` and ``--region``). ``--strip`` writes the
+first attribute at several strengths side by side, for looking. A latent file holding optimized noise maps (the encode tool saves
 them) is rendered with them, so strength 0 reproduces the encoded reconstruction; see
 ``--ignore-saved-noise``.
 """
@@ -21,10 +21,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from .cli import add_device_arg, add_network_arg, run_cli, with_exit_status
+from .cli import add_device_arg, add_network_arg, add_noise_mode_arg, run_cli, with_exit_status
 from .errors import InputError
+
+if TYPE_CHECKING:  # imported when needed at run time, so that --help stays light
+    import torch
+
+    from .latents.grid import LatentGrid
+    from .render.generator import SpatialGenerator
 
 DEFAULT_STRIP = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
 
@@ -58,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bank", type=Path, required=True, help="direction bank (.npz from python -m spatial_latent.fit)")
     p.add_argument("--attr", action="append", default=[], metavar="NAME", help="direction to apply; repeat for several edits at once")
     p.add_argument("--strength", action="append", default=[], type=float, metavar="S", help="one per --attr, or one for all; 1 = one standard deviation of the fitted data (default: 1)")
-    p.add_argument("--region", action="append", default=[], metavar="x0,y0,x1,y1", help="box in output pixels; one per --attr, or one for all")
+    p.add_argument("--region", action="append", default=[], metavar="x0,y0,x1,y1", help="box in output pixels (left, top, right, bottom; end-exclusive); one per --attr, or one for all")
     p.add_argument("--mask", type=Path, metavar="PNG", help="grey-level mask the size of the output image (white = full edit)")
-    p.add_argument("--cells", nargs="+", type=_cell, metavar="ROW,COL", help="edit only these grid cells")
+    p.add_argument("--edit-cells", nargs="+", type=_cell, metavar="ROW,COL", help="edit only these grid cells")
     p.add_argument("--layers", metavar="A-B,...", help="edit only these ws rows (the grid becomes w+): coarse = shape, fine = colour")
     add_network_arg(p, required=False)  # default: the network the latent file records
     p.add_argument("--out", type=Path, help="edited picture (PNG)")
@@ -68,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip-strengths", nargs="+", type=float, default=DEFAULT_STRIP, metavar="S", help="strengths of the strip, e.g. --strip-strengths -2 0 2 (default: -3 -2 -1 0 1 2 3)")
     p.add_argument("--save-latent", type=Path, metavar="PATH", help="also write the edited latent grid (.safetensors)")
     p.add_argument("--padding", choices=["zero", "none"], default="zero", help="render with the network's zero padding or padding-free (default: zero)")
-    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const", help="per-layer noise (default: const)")
+    add_noise_mode_arg(p, "const", "per-layer noise: the network's stored maps, seeded random, or off")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of --noise-mode random (default: 0)")
     p.add_argument("--ignore-saved-noise", action="store_true", help="render with --noise-mode even when the latent file holds optimized noise maps (by default they are used, so an encoded face renders as its reconstruction)")
     p.add_argument("--overwrite", action="store_true", help="replace --out, --strip and --save-latent files that already exist")
@@ -151,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def render_grid(sg: Any, grid: Any, maps: list[Any] | None = None, noise_mode: str = "const", noise_seed: int = 0) -> Any:
+def render_grid(sg: SpatialGenerator, grid: LatentGrid, maps: list[torch.Tensor] | None = None, noise_mode: str = "const", noise_seed: int = 0) -> torch.Tensor:
     """``[B, 3, H, W]`` picture of ``grid``: with the saved per-layer noise ``maps`` (see
     :meth:`LatentGrid.noise_maps`; an encoded latent then renders exactly as its reconstruction)
     or, without them, with ``noise_mode``."""
@@ -170,9 +176,9 @@ def _check_args(args: argparse.Namespace, bank: Any) -> dict[str, Any]:
     if not (args.out or args.strip or args.save_latent):
         raise InputError("nothing to write: give --out, --strip or --save-latent")
     strengths = _per_attr(args.strength or [1.0], len(names), "--strength")
-    kinds = sum(bool(v) for v in (args.region, args.mask, args.cells))
+    kinds = sum(bool(v) for v in (args.region, args.mask, args.edit_cells))
     if kinds > 1:
-        raise InputError("choose one of --region, --mask and --cells")
+        raise InputError("choose one of --region, --mask and --edit-cells")
     regions = _per_attr([_floats(r, 4, "region") for r in args.region] or [None], len(names), "--region")
     if args.mask is not None and not args.mask.is_file():
         raise InputError(f"mask not found: {args.mask}")
@@ -193,14 +199,15 @@ def _per_attr(values: list[Any], n: int, flag: str) -> list[Any]:
     return values
 
 
-def _mask(args: argparse.Namespace, grid: Any, region: list[float] | None, cell_px: float, size: tuple[int, int]) -> Any:
-    """The cell mask ``[h, w]`` of one edit (None = everywhere)."""
-    from attributes.edits import box_mask, cell_mask, image_mask
+def _mask(args: argparse.Namespace, grid: LatentGrid, region: list[float] | None, cell_px: float, size: tuple[int, int]) -> torch.Tensor | None:
+    """The cell mask ``[h, w]`` of one edit (None = everywhere); ``region`` is a box
+    ``(x0, y0, x1, y1)`` in output pixels, ``size`` the output ``(H, W)``."""
+    from .latents.masks import box_mask, cell_mask, image_mask
 
     if region is not None:
         return box_mask(grid.cells, region, cell_size=cell_px)
-    if args.cells:
-        return cell_mask(grid.cells, args.cells)
+    if args.edit_cells:
+        return cell_mask(grid.cells, args.edit_cells)
     if args.mask is not None:
         import numpy as np
         import torch

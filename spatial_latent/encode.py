@@ -41,20 +41,6 @@ if TYPE_CHECKING:  # imported lazily at run time, so that --help does no work
 log = logging.getLogger(__name__)
 
 
-def parse_grid(text: str) -> int:
-    """``'8x8'`` or ``'8'`` -> 8 cells per side (one image is a square of cells)."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise InputError(f"bad --grid {text!r}; use e.g. 8x8") from None
-    if len(vals) not in (1, 2) or (len(vals) == 2 and vals[0] != vals[1]):
-        raise InputError(f"--grid {text!r}: one image spans a square of cells; use e.g. 8x8")
-    if not 1 <= vals[0] <= 256:
-        raise InputError(f"--grid {text!r}: cells per side must be in [1, 256]")
-    return vals[0]
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m spatial_latent.encode",
@@ -73,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=500, help="optimization steps; 0 = the encoder's grid alone (default: 500)")
     p.add_argument("--encoder", type=Path, default=None, metavar="PATH", help="learned encoder (from python -m spatial_latent.train_encoder) giving the starting grid; default: start from the average latent")
     p.add_argument("--space", choices=["grid", "w+", "w"], default="grid", help="grid: a grid of latents per layer (most faithful); w+: one latent per layer; w: one latent (default: grid)")
-    p.add_argument("--grid", default="8x8", metavar="NxN", help="cells per image for --space grid (default: 8x8)")
+    p.add_argument("--density", type=int, default=8, metavar="N", help="latent cells per image side for --space grid: the grid is N x N cells (default: 8)")
     p.add_argument("--grid-layers", choices=["w+", "w"], default="w+", help="one grid per layer (w+) or one shared by all layers (w) (default: w+)")
     p.add_argument("--loss", choices=["lpips+mse", "lpips", "mse"], default="lpips+mse", help="reconstruction loss (default: lpips+mse)")
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg", help="LPIPS backbone (default: vgg)")
@@ -98,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    cells = parse_grid(args.grid)
+    if not 1 <= args.density <= 256:
+        raise InputError(f"--density {args.density}: cells per image side must be in [1, 256]")
     if args.batch_size < 1:
         raise InputError("--batch-size must be >= 1")
     if args.face < 0:
@@ -123,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from encoders.optimize import OptimizeConfig
 
     cfg = OptimizeConfig(
-        steps=args.steps, space=args.space, cells=cells, grid_layers=args.grid_layers, lr=args.lr,
+        steps=args.steps, space=args.space, density=args.density, grid_layers=args.grid_layers, lr=args.lr,
         loss=args.loss, lpips_net=args.lpips_net, noise_reg=args.noise_reg, dist_reg=args.dist_reg,
         smooth_reg=args.smooth_reg, latent_noise=args.latent_noise, optimize_noise=not args.no_noise_opt, seed=args.seed,
     )

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from spatial_latent.cli import add_device_arg, add_network_arg, run_cli, with_exit_status
+from spatial_latent.cli import add_device_arg, add_network_arg, add_noise_mode_arg, run_cli, with_exit_status
 from spatial_latent.errors import InputError
 
+if TYPE_CHECKING:  # imported when needed at run time, so that --help stays light
+    from spatial_latent.latents.grid import LatentGrid
+    from spatial_latent.networks import Generator
 
-def parse_cells(text: str) -> tuple[int, int]:
-    """``'4'`` or ``'4x8'`` (rows x columns) -> ``(h, w)``."""
+
+def parse_grid_shape(text: str) -> tuple[int, int]:
+    """A grid's shape in cells, ``'4x8'`` (rows x columns) or ``'4'`` (= 4x4) -> ``(h, w)``."""
     try:
         parts = [int(v) for v in text.lower().split("x")]
     except ValueError:
@@ -30,7 +34,7 @@ def parse_cells(text: str) -> tuple[int, int]:
     if len(parts) == 1:
         parts = parts * 2
     if len(parts) != 2 or min(parts) < 1:
-        raise InputError(f"bad cell count {text!r}; use e.g. 4 or 4x8 (rows x columns)")
+        raise InputError(f"bad --grid {text!r}; use e.g. 4x8 (rows x columns of cells) or 4 (= 4x4)")
     return parts[0], parts[1]
 
 
@@ -79,12 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="attribute name in the bank (default: the labeler's)")
     g = p.add_argument_group("samples drawn from the generator")
     g.add_argument("--samples", type=int, default=2000, help="number of grids to draw (default: 2000)")
-    g.add_argument("--cells", type=parse_cells, default=(8, 8), metavar="HxW", help="grid cells per sample, e.g. 8 or 4x8; match the grids you will edit (default: 8x8, the encode tool's default)")
-    g.add_argument("--density", type=int, default=None, help="cells per native image side (default: the cell rows, so one sample is one image)")
+    g.add_argument("--density", type=int, default=8, metavar="N", help="latent cells per native image side; match the grids you will edit (default: 8, the encode tool's default)")
+    g.add_argument("--grid", type=parse_grid_shape, default=None, metavar="HxW", help="shape of each sample's grid in cells, rows x columns, e.g. 4x8 (default: NxN for --density N, so one sample is one image)")
     g.add_argument("--cell-mix", type=float, default=0.5, help="0 = every cell the same latent, 1 = independent cells (default: 0.5)")
     g.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi of the drawn latents (default: 1)")
     g.add_argument("--padding", choices=["zero", "none"], default="zero", help="how samples are rendered (default: zero, as the network was trained)")
-    g.add_argument("--noise-mode", choices=["const", "random", "none"], default="const", help="per-layer noise (default: const)")
+    add_noise_mode_arg(g, "const", "per-layer noise of the drawn samples: the network's stored maps, seeded random, or off")
     g.add_argument("--batch", type=int, default=64, help="grids per forward pass (default: 64)")
     g.add_argument("--seed", type=int, default=0, help="seed of the samples and of the held-out split (default: 0)")
     g.add_argument("--export-samples", type=Path, metavar="DIR", help="also write each sample as DIR/sampleNNNNNN.png + .safetensors, and DIR/scores.csv to fill in")
@@ -136,7 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     bank.check_generator(fp)
     conditions = [bank[n.strip()] for n in args.condition_on.split(",")] if args.condition_on else []
     progress = not args.quiet
-    density = args.density or args.cells[0]
     added = []
 
     grids = labels = None
@@ -162,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             grids.check_for(G.num_ws, G.w_dim)
             name = args.name or Path(args.labeler).stem
         else:
-            grids, labels, name = _draw(G, args, density, progress)
+            grids, labels, name = _draw(G, args, progress)
         if args.labeler:
             d = model.fit(grids, labels, name=name, condition_on=conditions, progress=progress)
             d.meta.update(generator=fp, labeler=args.labeler, network=str(args.network))
@@ -199,7 +202,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError(f"{args.export_samples / 'scores.csv'} exists (samples of an earlier run); pass --overwrite to replace them")
     if args.samples < 1 or args.batch < 1:
         raise InputError("--samples and --batch must be >= 1")
-    if args.density is not None and args.density < 1:
+    if args.density < 1:
         raise InputError("--density must be >= 1")
     if args.pca < 0 or args.sefa < 0:
         raise InputError("--pca and --sefa take a positive count")
@@ -211,8 +214,9 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError("--sefa-layers given without --sefa")
 
 
-def _draw(G: Any, args: argparse.Namespace, density: int, progress: bool) -> tuple[Any, Any, str]:
-    """Draw and label samples (or only draw, for PCA / export)."""
+def _draw(G: Generator, args: argparse.Namespace, progress: bool) -> tuple[LatentGrid, Any, str]:
+    """Draw and label samples (or only draw, for PCA / export): grids ``[N, 1, C, h, w]`` at
+    ``--density`` with the ``--grid`` shape, their labels (None without a labeler) and a name."""
     from attributes.labelers import get_labeler
     from attributes.sampling import sample_labeled
 
@@ -225,8 +229,8 @@ def _draw(G: Any, args: argparse.Namespace, density: int, progress: bool) -> tup
         G,
         labeler,
         args.samples,
-        cells=args.cells,
-        density=density,
+        cells=args.grid or (args.density, args.density),
+        density=args.density,
         cell_mix=args.cell_mix,
         truncation_psi=args.trunc,
         seed=args.seed,

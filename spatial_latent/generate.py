@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_device_arg, add_network_arg, parse_seeds, run_cli, with_exit_status
+from .cli import add_device_arg, add_network_arg, add_noise_mode_arg, parse_seeds, run_cli, with_exit_status
 from .errors import InputError
 
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="0-7", help="seeds, e.g. 0-7 or 1,5,9 (default: 0-7)")
     p.add_argument("--trunc", type=float, default=1.0, metavar="PSI", help="truncation psi toward the average W; 1 = none, 0.7 is a common choice (default: 1)")
     p.add_argument("--class", dest="class_idx", type=int, default=None, help="class index for conditional networks")
-    p.add_argument("--noise-mode", choices=["const", "random", "none"], default="const", help="per-layer noise: the network's stored maps, fresh random, or off (default: const)")
+    add_noise_mode_arg(p, "const", "per-layer noise: the network's stored maps, fresh random, or off")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
     p.add_argument("--batch", type=int, default=8, help="images per forward pass (default: 8)")
     p.add_argument("--overwrite", action="store_true", help="replace pictures that already exist in --outdir")

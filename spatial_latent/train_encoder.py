@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=8, help="grids per iteration (default: 8)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument("--lr-decay", type=float, default=0.3, help="fraction of the run, at its end, over which the learning rate falls to 1/20 (default: 0.3)")
-    p.add_argument("--cells", type=int, default=8, help="output grid cells per image side (default: 8)")
+    p.add_argument("--density", type=int, default=8, metavar="N", help="latent cells per image side of the output grid (default: 8)")
     p.add_argument("--channels", type=int, default=32, help="encoder width at full resolution; doubles per level (default: 32)")
     p.add_argument("--max-channels", type=int, default=256, help="widest encoder layer (default: 256)")
     p.add_argument("--latent-weight", type=float, default=1.0, help="weight of the latent regression loss (default: 1)")
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     real_per_batch = args.real_per_batch or (min(2, args.batch) if args.real_dir else 0)
     cfg = TrainConfig(
-        iters=args.iters, batch=args.batch, lr=args.lr, lr_decay=args.lr_decay, cells=args.cells, base_channels=args.channels,
+        iters=args.iters, batch=args.batch, lr=args.lr, lr_decay=args.lr_decay, density=args.density, base_channels=args.channels,
         max_channels=args.max_channels, latent_weight=args.latent_weight, image_weight=args.image_weight,
         loss=args.loss, lpips_net=args.lpips_net, mix=mix, psi_min=args.psi_min,  # type: ignore[arg-type]
         real_dir=args.real_dir, real_per_batch=real_per_batch, seed=args.seed,

@@ -14,13 +14,14 @@ from PIL import Image
 
 from attributes.bank import DirectionBank
 from attributes.direction import Direction
-from attributes.edits import box_mask, edit
+from attributes.edits import edit
 from attributes.labelers import RegionLabeler
 from attributes.supervised import AttributeModel
 from attributes.sampling import sample_grids, sample_labeled
 from spatial_latent.cli import run_cli
 from spatial_latent.edit import main
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.latents.masks import box_mask
 from spatial_latent.checkpoints.loading import load_generator
 from support import set_noise_strength
 
@@ -89,7 +90,7 @@ def test_mask_png_equals_the_same_region(files: dict[str, Path], tmp_path: Path)
 
 def test_several_attrs_cells_and_layers(files: dict[str, Path], tmp_path: Path) -> None:
     lat = tmp_path / "e.safetensors"
-    assert run(files, "--attr", "bright", "--attr", "g", "--strength", "1", "--strength", "-2", "--cells", "0,0", "3,3", "--layers", "0-1", "--save-latent", str(lat)) == 0
+    assert run(files, "--attr", "bright", "--attr", "g", "--strength", "1", "--strength", "-2", "--edit-cells", "0,0", "3,3", "--layers", "0-1", "--save-latent", str(lat)) == 0
     original, edited = LatentGrid.load(files["latent"]), LatentGrid.load(lat)
     assert edited.space == "w+" and edited.num_layers == 8
     diff = (edited.data - original.data.expand(-1, 8, -1, -1, -1)).abs()
@@ -127,7 +128,7 @@ def test_saved_noise_maps_reproduce_the_encoded_reconstruction(tmp_path: Path, c
     bank.save(tmp_path / "bank.npz")
     with torch.no_grad():
         target = SpatialGenerator(G)(sample_grids(G, 1, CELLS, DENSITY, seed=3)).clamp(-1, 1)
-    inv = invert(G, target, OptimizeConfig(steps=3, cells=DENSITY, loss="mse"))
+    inv = invert(G, target, OptimizeConfig(steps=3, density=DENSITY, loss="mse"))
     inv.grid.save(tmp_path / "face.latent.safetensors")
     out, lat = tmp_path / "e.png", tmp_path / "e.safetensors"
     argv = [str(tmp_path / "face.latent.safetensors"), "--bank", str(tmp_path / "bank.npz"), "--network", str(net), "--device", "cpu", "--attr", "g", "--strength", "0"]
@@ -181,7 +182,7 @@ def wrong_cells_latent(files: dict[str, Path]) -> Path:
         (None, ["--attr", "bright", "--region", "100,100,120,120", "--out", "x.png"], "outside the grid"),
         (None, ["--attr", "bright", "--region", "1,2,3", "--out", "x.png"], "expected 4"),
         (None, ["--attr", "bright"], "nothing to write"),
-        (None, ["--attr", "bright", "--region", "0,0,8,8", "--cells", "0,0", "--out", "x.png"], "choose one"),
+        (None, ["--attr", "bright", "--region", "0,0,8,8", "--edit-cells", "0,0", "--out", "x.png"], "choose one"),
         (None, ["--attr", "bright", "--layers", "0-20", "--out", "x.png"], "not in 0..7"),
     ],
 )

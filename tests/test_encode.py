@@ -50,7 +50,7 @@ def test_folder_with_faces_a_non_face_and_a_broken_file(tmp_path: Path) -> None:
     Image.fromarray(skimage_data.coffee()).save(src / "coffee.png")
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     out = tmp_path / "out"
-    r = run(str(src), "--network", "tiny", "--steps", "6", "--loss", "mse", "--grid", "4x4", "--batch-size", "2",
+    r = run(str(src), "--network", "tiny", "--steps", "6", "--loss", "mse", "--density", "4", "--batch-size", "2",
             "--all-faces", "--paste-back", "--detector", "opencv", "--device", "cpu", "--outdir", str(out))
     assert r.returncode == 1, r.stderr  # some pictures skipped, the rest done
     assert "Traceback" not in r.stderr
@@ -104,7 +104,7 @@ def test_face_index_and_paste_back_region(tmp_path: Path) -> None:
     photo = two_faces()
     Image.fromarray(photo).save(tmp_path / "two.png")
     out = tmp_path / "out"
-    common = ["--network", "tiny", "--steps", "2", "--loss", "mse", "--grid", "2", "--detector", "opencv", "--device", "cpu", "--outdir", str(out)]
+    common = ["--network", "tiny", "--steps", "2", "--loss", "mse", "--density", "2", "--detector", "opencv", "--device", "cpu", "--outdir", str(out)]
     assert main([str(tmp_path / "two.png"), "--face", "1", "--paste-back", *common]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert [e["name"] for e in summary["encoded"]] == ["two_face1"] and summary["encoded"][0]["face_index"] == 1
@@ -156,9 +156,9 @@ def test_encoder_only(tmp_path: Path) -> None:
     from encoders.training import TrainConfig, train_encoder
 
     G = load_generator("tiny")
-    enc = train_encoder(G, TrainConfig(iters=2, batch=2, cells=4, base_channels=8, max_channels=16), tmp_path / "enc.pt", checkpoint_every=0)
+    enc = train_encoder(G, TrainConfig(iters=2, batch=2, density=4, base_channels=8, max_channels=16), tmp_path / "enc.pt", checkpoint_every=0)
     Image.fromarray(skimage_data.chelsea()[:, 50:350]).save(tmp_path / "cat.png")
-    r = run(str(tmp_path / "cat.png"), "--network", "tiny", "--no-align", "--encoder", str(tmp_path / "enc.pt"), "--steps", "0", "--loss", "mse", "--grid", "4", "--device", "cpu", "--outdir", str(tmp_path / "out"))
+    r = run(str(tmp_path / "cat.png"), "--network", "tiny", "--no-align", "--encoder", str(tmp_path / "enc.pt"), "--steps", "0", "--loss", "mse", "--density", "4", "--device", "cpu", "--outdir", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
     target = torch.from_numpy(np.array(Image.open(tmp_path / "out" / "cat_target.png"))).permute(2, 0, 1)[None].float() / 127.5 - 1
     grid = LatentGrid.load(tmp_path / "out" / "cat.latent.safetensors")
@@ -180,8 +180,8 @@ def test_lpips_without_weights_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--grid", "8x4"], "square of cells"),
-        (["--grid", "axb"], "bad --grid"),
+        (["--density", "0"], "--density 0: cells per image side must be in [1, 256]"),
+        (["--density", "257"], "--density 257"),
         (["--face", "1", "--all-faces"], "either --face or --all-faces"),
         (["--batch-size", "0"], "--batch-size"),
     ],
@@ -206,10 +206,3 @@ def test_help() -> None:
     r = run("--help")
     assert r.returncode == 0 and "--no-align" in r.stdout and "--paste-back" in r.stdout and "--loss mse" in r.stdout
 
-
-def test_parse_grid() -> None:
-    from spatial_latent.encode import parse_grid
-
-    assert parse_grid("8x8") == 8 and parse_grid("16") == 16
-    with pytest.raises(InputError):
-        parse_grid("0x0")
