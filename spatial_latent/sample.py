@@ -13,13 +13,13 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from .cli import add_device_arg, add_network_arg, add_noise_mode_arg, run_cli
+from .cli import add_device_arg, add_network_arg, add_noise_mode_arg, join_dash_values, run_cli, with_exit_status
 from .errors import InputError
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """``'16384x4096'`` (width x height) -> ``(height, width)``."""
-    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    m = re.fullmatch(r"\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*", text)
     if not m:
         raise InputError(f"bad --size {text!r}; use WIDTHxHEIGHT, e.g. 16384x4096")
     width, height = int(m.group(1)), int(m.group(2))
@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         ".tif/.tiff: tiled BigTIFF, streamed tile by tile (any size); "
         ".dzi: a Deep Zoom pyramid, streamed row by row (any size): for --out scene.dzi, the descriptor scene.dzi, "
         "tiles scene_files/<level>/<col>_<row>.jpg (levels down to 1x1 px) and scene.html, a self-contained viewer (drag to pan, wheel to zoom; "
-        "open it in a browser, no server or internet needed).",
+        "open it in a browser, no server or internet needed). A missing output folder is created.",
     )
+    p.epilog = with_exit_status(p.epilog)
     add_network_arg(p)
     p.add_argument("--size", required=True, metavar="WxH", help="output size in pixels, width x height (e.g. 16384x4096)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent field and the noise (default: 0)")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_dash_values(argv, ("--size",)))  # '--size -5x512': one error line
     height, width = parse_size(args.size)
 
     import torch
@@ -78,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .render.tiles import TileSampler, check_size, default_tile
 
     check_size(height, width)
+    rank0 = int(os.environ.get("RANK", 0)) == 0
+    if rank0:  # every check on the output before any work, and before a progress bar is drawn
+        _check_and_make_folder(args.out, height, width, args.overwrite, args.resume)
     deepzoom = DeepZoomOptions(tile_size=args.dzi_tile_size, overlap=args.dzi_overlap, format=args.dzi_format, quality=args.quality)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     barrier = None
@@ -96,13 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         field = LatentField(G, seed=args.seed, correlation=args.correlation, truncation_psi=args.trunc, density=args.density, global_mix=args.global_mix, class_idx=args.class_idx)
         sampler = TileSampler(SpatialGenerator(G, padding="none"), field, tile=tile, batch=args.batch, noise_mode=args.noise_mode)
         bar = None
-        if rank == 0 and not args.no_progress:
-            from tqdm import tqdm
-
-            n = len(sampler.positions(height, width))
-            bar = tqdm(total=-(-n // world), unit="tile", desc="tiles" + (f" (rank 0 of {world})" if world > 1 else ""))
 
         def progress(done: int, total: int, mps: float) -> None:
+            nonlocal bar
+            if bar is None and rank == 0 and not args.no_progress:  # drawn at the first finished batch, after every check
+                from tqdm import tqdm
+
+                n = len(sampler.positions(height, width))
+                bar = tqdm(total=-(-n // world), unit="tile", desc="tiles" + (f" (rank 0 of {world})" if world > 1 else ""))
             if bar is not None:
                 bar.n = done
                 bar.set_postfix_str(f"{mps:.2f} Mpx/s")
@@ -122,6 +127,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             dist.destroy_process_group()
     return 0
+
+
+def _check_and_make_folder(out: Path, height: int, width: int, overwrite: bool, resume: bool) -> None:
+    """:func:`~spatial_latent.io.tile_store.check_output`, creating a missing output folder (as
+    encode and generate do) and removing it again when a check fails."""
+    from .io.tile_store import check_output
+
+    parent = out.parent if str(out.parent) else Path(".")
+    created = []
+    for folder in (parent, *parent.parents):  # the folders this run creates, deepest first
+        if folder.exists():
+            break
+        created.append(folder)
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        check_output(out, height, width, overwrite, resume)
+    except BaseException:
+        for folder in created:
+            folder.rmdir()
+        raise
 
 
 if __name__ == "__main__":
