@@ -44,24 +44,26 @@ log = logging.getLogger(__name__)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m spatial_latent.encode",
-        description="Encode photos into spatial latent grids that reproduce them. Faces are found and "
-        "aligned like FFHQ (eyes and mouth in the same place), then inverted: a learned encoder's grid "
+        description="Encode photos into spatial latent grids that reproduce them. Faces are found (dlib "
+        "landmarks) and aligned the way the network's training faces were (its stored template, e.g. the "
+        "embedded faces model's; FFHQ's for other face models), then inverted: a learned encoder's grid "
         "(--encoder) or the average latent is the start, refined by --steps optimization steps. Writes "
         "the aligned target, the reconstruction, a side-by-side picture, the latent file and metrics "
         "per face, and summary.json.",
-        epilog="LPIPS (the default loss) needs torchvision's VGG/AlexNet weights in the torch hub cache; "
-        "offline, use --loss mse. On a CPU use few --steps (e.g. 100) and a small model.",
+        epilog="The default network is the embedded faces model (offline). The default loss, auto, is LPIPS+MSE "
+        "when torchvision's VGG/AlexNet weights are in the torch hub cache and MSE otherwise; the first line "
+        "printed says which. On a CPU use few --steps (e.g. 100) and a small model.",
     )
     p.epilog = with_exit_status(p.epilog)
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="pictures (JPEG, PNG, WebP, BMP, TIFF, GIF) or folders of them")
-    add_network_arg(p, default="ffhq")
+    add_network_arg(p, default="faces")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
     p.add_argument("--steps", type=int, default=500, help="optimization steps; 0 = the encoder's grid alone (default: 500)")
     p.add_argument("--encoder", type=Path, default=None, metavar="PATH", help="learned encoder (from python -m spatial_latent.train_encoder) giving the starting grid; default: start from the average latent")
     p.add_argument("--space", choices=["grid", "w+", "w"], default="grid", help="grid: a grid of latents per layer (most faithful); w+: one latent per layer; w: one latent (default: grid)")
     p.add_argument("--density", type=int, default=8, metavar="N", help="latent cells per image side for --space grid: the grid is N x N cells (default: 8)")
     p.add_argument("--grid-layers", choices=["w+", "w"], default="w+", help="one grid per layer (w+) or one shared by all layers (w) (default: w+)")
-    p.add_argument("--loss", choices=["lpips+mse", "lpips", "mse"], default="lpips+mse", help="reconstruction loss (default: lpips+mse)")
+    p.add_argument("--loss", choices=["auto", "lpips+mse", "lpips", "mse"], default="auto", help="reconstruction loss; auto: lpips+mse when the LPIPS backbone weights are present, else mse (default: auto)")
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg", help="LPIPS backbone (default: vgg)")
     p.add_argument("--lr", type=float, default=0.1, help="peak Adam learning rate, in units of W's spread; from an --encoder start it ramps up over 20%% of the steps (5%% from the average latent) and the noise maps get half of it (default: 0.1)")
     p.add_argument("--latent-noise", type=float, default=None, metavar="F", help="exploration noise added to the latents at the start, x W's spread, ramped to 0 (default: 0.05 from the average latent, 0 from an --encoder start)")
@@ -72,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the optimization's random draws (default: 0)")
     p.add_argument("--batch-size", type=int, default=4, help="faces optimized together (default: 4)")
     p.add_argument("--no-align", action="store_true", help="the pictures are already aligned face crops: only centre-crop and resize")
-    p.add_argument("--face", type=int, default=0, metavar="N", help="which face to encode, 0 = the largest (default: 0)")
+    p.add_argument("--face", type=int, default=0, metavar="N", help="which face to encode, 0 = the most confident (default: 0)")
     p.add_argument("--all-faces", action="store_true", help="encode every face found (NAME_face0, NAME_face1, ...)")
-    p.add_argument("--detector", choices=["auto", "opencv", "mediapipe"], default="auto", help="landmark detector; auto uses mediapipe when installed, else OpenCV (default: auto)")
+    p.add_argument("--detector", choices=["dlib", "opencv", "mediapipe"], default="dlib", help="landmark detector: dlib's 68 points (as FFHQ was made), OpenCV's cascades (rougher) or mediapipe (if installed) (default: dlib)")
     p.add_argument("--paste-back", action="store_true", help="also write the reconstruction pasted back into the photo (NAME_pasted.png)")
     p.add_argument("--max-side", type=int, default=4096, help="pictures larger than this are downscaled on reading (default: 4096)")
     p.add_argument("--overwrite", action="store_true", help="replace the files of faces already encoded in --outdir (and its summary.json)")
@@ -109,9 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from encoders.optimize import OptimizeConfig
 
+    loss = args.loss
+    if loss == "auto":
+        from encoders.losses import lpips_backbone_path
+
+        weights = lpips_backbone_path(args.lpips_net)
+        loss = "lpips+mse" if weights.is_file() else "mse"
+        why = f"LPIPS backbone found at {weights}" if loss != "mse" else f"no LPIPS backbone at {weights}; place it there for lpips+mse"
+        print(f"loss: {loss} ({why})", flush=True)
     cfg = OptimizeConfig(
         steps=args.steps, space=args.space, density=args.density, grid_layers=args.grid_layers, lr=args.lr,
-        loss=args.loss, lpips_net=args.lpips_net, noise_reg=args.noise_reg, dist_reg=args.dist_reg,
+        loss=loss, lpips_net=args.lpips_net, noise_reg=args.noise_reg, dist_reg=args.dist_reg,
         smooth_reg=args.smooth_reg, latent_noise=args.latent_noise, optimize_noise=not args.no_noise_opt, seed=args.seed,
     )
     cfg.validate()
@@ -130,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("--steps 0 without --encoder: the result is the average latent")
     stats = WStats.from_generator(G)
     detector = None
+    template = G.align_template if G.align_template is not None else "ffhq"  # how its training faces were framed
     if not args.no_align:
         from .faces.align import FaceDetector
 
@@ -144,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Pictures are read as the batches fill up, so a large folder never sits in memory at once.
     for k, path in enumerate(paths):
         try:
-            pending.extend(_prepare(path, args, G.img_resolution, detector, names))
+            pending.extend(_prepare(path, args, G.img_resolution, detector, names, template))
         except SpatialLatentError as e:
             if len(paths) == 1:
                 raise  # a single picture: its own error is the message
@@ -201,7 +212,7 @@ def _unique(name: str, names: set[str]) -> str:
     return out
 
 
-def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names: set[str]) -> list[_Item]:
+def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names: set[str], template: Any = "ffhq") -> list[_Item]:
     import numpy as np
 
     from .faces.align import AlignTransform, NoFaceError, face_transform, warp_aligned
@@ -227,14 +238,14 @@ def _prepare(path: Path, args: argparse.Namespace, R: int, detector: Any, names:
     if args.all_faces:
         chosen = list(enumerate(faces))
     elif args.face >= len(faces):
-        raise InputError(f"--face {args.face} requested but only {len(faces)} face(s) found (0 = the largest)")
+        raise InputError(f"--face {args.face} requested but only {len(faces)} face(s) found (0 = the most confident)")
     else:
         chosen = [(args.face, faces[args.face])]
     items = []
     for k, face in chosen:
         if face.eyes_estimated:
             log.warning("%s face %d: eyes not detected, alignment estimated from the face box", path, k)
-        t = face_transform(face, R, (h, w))
+        t = face_transform(face, R, (h, w), template)
         name = path.stem + (f"_face{k}" if args.all_faces or args.face else "")
         items.append(_Item(_unique(name, names), path, photo, warp_aligned(photo, t), t, face, k, loaded.scale))
     for it in items:
