@@ -140,7 +140,10 @@ def _check_and_make_folder(out: Path, height: int, width: int, overwrite: bool, 
         if folder.exists():
             break
         created.append(folder)
-    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create output folder {parent} ({e.strerror or e})") from None
     try:
         check_output(out, height, width, overwrite, resume)
     except BaseException:
