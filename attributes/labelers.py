@@ -13,7 +13,12 @@ Built-in labelers measure the image itself and need no download (they are what t
 ``contrast``        standard deviation of the brightness (per image only)
 ==================  =============================================================================
 
-Each is available for a region (``brightness:left``, ``saturation:0,0,0.5,1`` with a box
+Face labelers (``face:Smiling``, ``face:Eyeglasses``, ``face:Male``, ``face:Young``,
+``face:Bangs``, ``face:age``, any of CelebA's 40 attributes, and ``face:NAME-map`` per place) come
+from a small CNN trained on real photos (:mod:`attributes.face_labeler`); they expect faces
+aligned like the ``faces`` model's.
+
+Each pixel labeler is available for a region (``brightness:left``, ``saturation:0,0,0.5,1`` with a box
 ``x0,y0,x1,y1`` given as fractions of the image side; named regions: ``full``, ``left``,
 ``right``, ``top``, ``bottom``, ``center``) or as a per-pixel map (``brightness-map`` ...).
 
@@ -189,6 +194,12 @@ def get_labeler(spec: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """A labeler from a spec: ``brightness``, ``brightness:left``, ``red:0,0,0.5,1``,
     ``brightness-map``, or ``package.module:function`` (a batched callable, imported)."""
     spec = spec.strip()
+    if spec.startswith("face:"):
+        from .face_labeler import FaceLabeler
+
+        attr = spec[len("face:") :]
+        spatial = attr.endswith("-map")
+        return FaceLabeler(attr[: -len("-map")] if spatial else attr, spatial=spatial)
     if spec.endswith("-map") and spec[: -len("-map")] in PIXEL_STATS:
         return MapLabeler(spec[: -len("-map")])
     stat, _, region = spec.partition(":")
@@ -217,6 +228,9 @@ def list_labelers() -> dict[str, str]:
     """Built-in labeler names -> one-line descriptions."""
     out = {s: f"{s} of a region (default: whole image; {s}:left, {s}:x0,y0,x1,y1)" for s in REGION_STATS}
     out.update({f"{s}-map": f"per-pixel {s} (per-location labels)" for s in PIXEL_STATS})
+    from .face_labeler import face_labeler_names
+
+    out.update(face_labeler_names())
     return out
 
 

@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train",
     "train-encoder": "train_encoder",
     "prepare-faces": "prepare_faces",
+    "train-labeler": "train_labeler",
     "demo": "demo",
 }
 

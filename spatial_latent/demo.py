@@ -1,19 +1,21 @@
-"""The main job on the embedded demo model: an extended scene, an encode round trip and an edit.
+"""The main job, offline: a real face encoded, given a third eye, six faces composed, a scene grown.
 
     python -m spatial_latent.demo --outdir out
 
-Runs offline on the CPU in a few minutes and writes into ``--outdir`` (earlier outputs are replaced):
+Runs on the CPU in a few minutes with the embedded models (``faces`` for faces, ``demo`` for the
+scene) and writes into ``--outdir`` (earlier outputs are replaced):
 
-- ``scene.png``: a seamless extended scene rendered tile by tile from a latent field;
-- ``roundtrip/``: the centre window of the scene (one native image) encoded into a latent grid
-  and rendered back: ``window_target.png``, ``window_recon.png``, ``window_compare.png`` (side by
-  side), ``window.latent.safetensors`` and ``window_metrics.json``;
-- ``bank.npz`` + ``edited.png`` / ``edit_strip.png``: a per-location "brightness" direction
-  fitted on the model's own samples, applied to the left half of the encoded grid.
+- ``astronaut/``: the astronaut's photo (public domain, shipped in the package) aligned the way
+  the ``faces`` model's training photos were, encoded into a 16x16 latent grid and rendered back
+  (``target.png``, ``recon.png``, ``astronaut.latent.safetensors``, ``metrics.json``), the
+  reconstruction pasted back into the photo (``pasted.png``), and the cells over one eye copied
+  onto the forehead (``three_eyes.png``);
+- ``six_faces.png``: six generated faces composed on one 2x3 latent grid, blended at the seams;
+- ``scene.png``: a seamless extended scene rendered tile by tile from a latent field (``demo``);
+- ``gallery.png``: all of it on one sheet.
 
-The generator is loaded once and every step calls the library (the same functions the
-``sample``, ``encode``, ``fit`` and ``edit`` commands call); ``--network`` swaps the model
-(``tiny`` for a smoke test).
+Each generator is loaded once and every step calls the library (the functions the ``encode``
+and ``sample`` commands call).
 """
 
 from __future__ import annotations
@@ -23,35 +25,33 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .cli import add_device_arg, add_network_arg, run_cli, with_exit_status
+from .cli import add_device_arg, run_cli
 
 if TYPE_CHECKING:  # imported when needed at run time, so that --help stays light
+    import numpy as np
     import torch
-
-    from attributes.direction import Direction
-    from encoders.optimize import Inversion
 
     from .latents.grid import LatentGrid
     from .networks import Generator
 
-DENSITY = 4  # latent cells per native image side, for the scene, the round trip and the edit
-EDIT_STRENGTH = 2.0
-STRIP_STRENGTHS = (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)
+SCENE_DENSITY = 4  # latent cells per native image side of the scene
+FACE_DENSITY = 16  # cells per side of the encoded face grid (4 px cells on a 64 px face: an eye is two cells)
+ASTRONAUT = Path(__file__).parent / "faces" / "astronaut.jpg"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m spatial_latent.demo",
-        description="Render an extended scene, encode a window of it back into a latent grid, and edit that "
-        "grid locally, with the embedded demo model (offline, CPU friendly).",
+        description="Encode a real face (the astronaut) into a latent grid, give it a third eye, paste it back, "
+        "compose six faces on one grid and grow a seamless scene, with the embedded models (offline, CPU friendly).",
     )
-    p.epilog = with_exit_status(p.epilog)
-    add_network_arg(p, default="demo", required=False)
+    p.add_argument("--face-network", default="faces", help="face generator (default: faces, embedded); e.g. ffhq when downloaded")
+    p.add_argument("--scene-network", default="demo", help="padding-free scene generator (default: demo, embedded)")
+    p.add_argument("--photo", type=Path, default=ASTRONAUT, help="face photo to encode (default: the astronaut, public domain)")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder; earlier outputs in it are replaced (default: out)")
     p.add_argument("--size", default="2048x512", help="scene size WIDTHxHEIGHT in pixels (default: 2048x512)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the scene's latent field (default: 1)")
-    p.add_argument("--steps", type=int, default=200, help="optimization steps of the encode round trip (default: 200)")
-    p.add_argument("--samples", type=int, default=600, help="generated samples to fit the edit direction on (default: 600)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the scene's latent field and of the six faces (default: 1)")
+    p.add_argument("--steps", type=int, default=300, help="optimization steps of the face encoding (default: 300)")
     add_device_arg(p)
     return p
 
@@ -65,23 +65,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoints.loading import load_generator, resolve_device
 
     device = resolve_device(args.device)
-    G = load_generator(args.network, device=device)
     out: Path = args.outdir
     out.mkdir(parents=True, exist_ok=True)
-    res = G.img_resolution
     t0 = time.perf_counter()
 
-    print(f"[1/3] extended scene {width}x{height} from latent field seed {args.seed}")
-    scene = render_scene(G, out / "scene.png", height, width, args.seed, str(args.network))
-
-    print(f"[2/3] encode round trip: a {res}x{res} window of the scene -> latent grid -> image")
-    grid, inv = encode_window(G, scene, out / "roundtrip", args.steps, str(args.network))
-    print(f"      PSNR {inv.metrics[0]['psnr']:.2f} dB, MSE {inv.metrics[0]['mse']:.5f}")
-
-    print("[3/3] local edit: fit a per-location brightness direction, brighten the left half")
-    direction = fit_brightness(G, grid, out / "bank.npz", args.samples, str(args.network))
-    edit_left_half(G, grid, direction, out / "edited.png", out / "edit_strip.png")
-    print(f"done in {time.perf_counter() - t0:.0f} s: {scene}, {out / 'roundtrip'}/, {out / 'edited.png'}, {out / 'edit_strip.png'}")
+    G = load_generator(args.face_network, device=device)
+    print(f"[1/4] encode {args.photo.name} into a {FACE_DENSITY}x{FACE_DENSITY} grid with {args.face_network} ({args.steps} steps)")
+    photo, grid, panels = encode_photo(G, args.photo, out / "astronaut", args.steps, args.face_network)
+    print(f"      PSNR {panels['psnr']:.2f} dB")
+    print("[2/4] three eyes: the cells over one eye copied onto the forehead")
+    panels["three_eyes"] = three_eyes(G, grid, out / "astronaut" / "three_eyes.png")
+    print("[3/4] six faces composed on one 2x3 latent grid")
+    six = six_faces(G, args.seed, out / "six_faces.png")
+    print(f"[4/4] extended scene {width}x{height} from latent field seed {args.seed} ({args.scene_network})")
+    S = load_generator(args.scene_network, device=device)
+    scene = render_scene(S, out / "scene.png", height, width, args.seed, str(args.scene_network))
+    gallery = write_gallery(photo, panels, six, scene, out / "gallery.png")
+    print(f"done in {time.perf_counter() - t0:.0f} s: {gallery}, {out / 'astronaut'}/, {out / 'six_faces.png'}, {scene}")
     return 0
 
 
@@ -93,86 +93,119 @@ def render_scene(G: Generator, path: Path, height: int, width: int, seed: int, n
     from .render.tiles import TileSampler, check_size, default_tile
 
     check_size(height, width)
-    field = LatentField(G, seed=seed, correlation=2.0, density=DENSITY)
+    field = LatentField(G, seed=seed, correlation=2.0, density=SCENE_DENSITY)
     sampler = TileSampler(SpatialGenerator(G, padding="none"), field, tile=default_tile(G.img_resolution), batch=4, noise_mode="random")
     return sampler.render_to_file(path, height, width, overwrite=True, manifest_extra={"network": network}) or path
 
 
-def encode_window(G: Generator, scene: Path, outdir: Path, steps: int, network: str) -> tuple[LatentGrid, Inversion]:
-    """Encode the centre ``R x R`` window of the picture ``scene`` into a grid ``[1, num_ws, w_dim,
-    DENSITY, DENSITY]`` (optimization from the average latent, MSE loss, noise maps optimized and
-    kept in the grid); writes the target, the reconstruction, both side by side, the latent file
-    and the metrics into ``outdir``."""
+def encode_photo(G: Generator, photo_path: Path, outdir: Path, steps: int, network: str) -> tuple[np.ndarray, LatentGrid, dict]:
+    """Align the best face of ``photo_path`` with G's template, encode it into a grid ``[1, num_ws,
+    w_dim, 8, 8]`` (MSE: runs offline), render it back and paste it into the photo. Writes the
+    pictures, the latent file and the metrics into ``outdir``; returns the photo, the grid and
+    the pictures (uint8 ``[H, W, 3]``) by name."""
     import numpy as np
-    import torch
-    from PIL import Image
 
     from encoders.optimize import OptimizeConfig, invert
 
-    from ._version import __version__
     from .atomic import write_json
-    from .io.pictures import save_picture, to_uint8
+    from .faces.align import FaceDetector, align_face, paste_back
+    from .io.pictures import read_image, save_picture, to_uint8
 
     outdir.mkdir(parents=True, exist_ok=True)
+    photo = read_image(photo_path).pixels
     R = G.img_resolution
-    with Image.open(scene) as im:
-        pic = np.asarray(im.convert("RGB"))  # uint8 [H, W, 3]
-    y0, x0 = (pic.shape[0] - R) // 2, (pic.shape[1] - R) // 2
-    window = np.ascontiguousarray(pic[y0 : y0 + R, x0 : x0 + R])
-    target = torch.from_numpy(window).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, R, R]; invert moves it to G's device
-    cfg = OptimizeConfig(steps=steps, space="grid", density=DENSITY, loss="mse")
+    face, transform, found = align_face(photo, R, detector=FaceDetector(), name=photo_path.name, template=G.align_template or "ffhq")
+    import torch
+
+    target = torch.from_numpy(face).permute(2, 0, 1)[None].float() / 127.5 - 1  # [1, 3, R, R]
+    cfg = OptimizeConfig(steps=steps, space="grid", density=FACE_DENSITY, loss="mse")
     inv = invert(G, target, cfg)
     recon = to_uint8(inv.images)[0]
     grid = inv.grid.replace(inv.grid.data.detach().cpu(), extras={k: v.detach().cpu() for k, v in inv.grid.extras.items()})
-    grid.meta.update(source=str(scene), window=[x0, y0, x0 + R, y0 + R], network=network, generator_fingerprint=G.fingerprint(), toolkit_version=__version__)
-    grid.save(outdir / "window.latent.safetensors")
-    save_picture(window, outdir / "window_target.png")
-    save_picture(recon, outdir / "window_recon.png")
-    save_picture(np.concatenate([window, recon], axis=1), outdir / "window_compare.png")
-    record = {"metrics": inv.metrics[0], "seconds": inv.seconds, "steps": steps, "settings": cfg.to_dict(),
-              "loss_curve": [c[0] for c in inv.loss_curve], "recon_curve": [c[0] for c in inv.recon_curve]}
-    write_json(outdir / "window_metrics.json", record)
-    return grid, inv
+    grid.meta.update(source=photo_path.name, network=network, generator_fingerprint=G.fingerprint(), align=transform.to_dict())
+    grid.save(outdir / "astronaut.latent.safetensors")
+    pasted = paste_back(photo, recon, transform)
+    for name, pic in (("target", face), ("recon", recon), ("pasted", pasted)):
+        save_picture(pic, outdir / f"{name}.png")
+    write_json(outdir / "metrics.json", {"metrics": inv.metrics[0], "seconds": inv.seconds, "steps": steps, "settings": cfg.to_dict(), "face": found.to_dict()})
+    return photo, grid, {"target": face, "recon": recon, "pasted": pasted, "psnr": float(inv.metrics[0]["psnr"])}
 
 
-def fit_brightness(G: Generator, grid: LatentGrid, path: Path, samples: int, network: str) -> Direction:
-    """A per-location direction of the left half's brightness, fitted on ``samples`` generated
-    grids of ``grid``'s shape and density, saved as the only direction of the bank ``path``."""
-    from attributes.bank import DirectionBank
-    from attributes.labelers import get_labeler
-    from attributes.supervised import AttributeModel
+def eye_to_forehead(G: Generator, density: int) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+    """For G's alignment template: the box of cells ``(x0, y0, x1, y1)`` over the image-left eye
+    and the cell ``(row, col)`` on the forehead, midway between the eyes, where it goes."""
+    from .faces.align import template_landmarks
 
-    direction = AttributeModel().fit_generated(G, get_labeler("brightness:left"), samples, cells=grid.cells, density=grid.density)
-    direction.meta.update(generator=G.fingerprint(), labeler="brightness:left", network=network)
-    bank = DirectionBank.for_generator(G)
-    bank.add(direction)
-    bank.save(path)
-    return direction
+    marks = template_landmarks(G.align_template or "ffhq")
+    k = max(1, density // 8)  # an eye is about an eighth of the aligned square wide
+    ex, ey = marks["eye_left"]
+    x0, y0 = round(ex * density - k / 2), round(ey * density - k / 2)
+    return (x0, y0, x0 + k, y0 + k), (max(0, y0 - k - 1), round(density / 2 - k / 2))
 
 
-def edit_left_half(G: Generator, grid: LatentGrid, direction: Direction, picture: Path, strip: Path) -> torch.Tensor:
-    """Add ``EDIT_STRENGTH x direction`` to the cells of the left half of ``grid`` and render it
-    with the grid's saved noise maps (strength 0 is the reconstruction), zero padding; writes
-    ``picture`` and a ``strip`` of ``STRIP_STRENGTHS``. Returns the edited picture ``[1, 3, R, R]``."""
+def three_eyes(G: Generator, grid: LatentGrid, path: Path) -> np.ndarray:
+    """The encoded face with the cells over one eye copied onto its forehead, rendered with the
+    grid's optimized noise maps, beside the reconstruction; returns the edited picture."""
     import torch
 
-    from attributes.edits import edit, strength_series
-
     from .io.pictures import image_grid, save_picture, to_uint8
-    from .latents.masks import box_mask
+    from .latents.compose import copy_cells
     from .render.generator import SpatialGenerator
 
+    src, dst = eye_to_forehead(G, grid.density)
+    edited = copy_cells(grid, src, dst, feather=1.0)
     sg = SpatialGenerator(G, padding="zero")
-    grid = grid.to(sg.device)
-    H, W = sg.canvas_size(grid)
-    mask = box_mask(grid.cells, (0, 0, W // 2, H), cell_size=G.img_resolution / grid.density)  # box x0, y0, x1, y1 in pixels
     maps = [m.to(sg.device) for m in grid.noise_maps() or []] or None
     with torch.no_grad():
-        edited = sg(edit(grid, direction, EDIT_STRENGTH, mask), "const", noise=maps)
-        series = sg(strength_series(grid, direction, STRIP_STRENGTHS, mask), "const", noise=maps)  # [1, 1, h, w] maps serve every strength
-    save_picture(image_grid(to_uint8(edited)), picture)
-    save_picture(image_grid(to_uint8(series), cols=len(STRIP_STRENGTHS)), strip)
-    return edited
+        pics = to_uint8(torch.cat([sg(grid.to(sg.device), "const", noise=maps), sg(edited.to(sg.device), "const", noise=maps)]))
+    save_picture(image_grid(pics, cols=2), path)
+    return pics[1]
+
+
+def six_faces(G: Generator, seed: int, path: Path) -> np.ndarray:
+    """Six faces (truncation 0.7) on one 2x3 latent grid, zero padding; returns uint8 ``[2R, 3R, 3]``."""
+    import torch
+
+    from .io.pictures import save_picture, to_uint8
+    from .latents.compose import compose_faces
+    from .render.generator import SpatialGenerator
+
+    z = torch.randn(6, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(G.device)
+    with torch.no_grad():
+        grid = compose_faces(G.map(z, truncation_psi=0.7), grid_shape=(2, 3), density=4)
+        pic = to_uint8(SpatialGenerator(G, padding="zero")(grid, "const"))[0]
+    save_picture(pic, path)
+    return pic
+
+
+def write_gallery(photo: np.ndarray, panels: dict, six: np.ndarray, scene: Path, path: Path) -> Path:
+    """One sheet: photo, aligned face, reconstruction, three eyes, pasted back (top row, each
+    256 px), six composed faces and the scene below."""
+    import numpy as np
+    from PIL import Image
+
+    from .io.pictures import save_picture
+
+    side = 256
+
+    def fit(pic: np.ndarray, w: int, h: int) -> np.ndarray:
+        """``pic`` scaled to fit ``w x h`` (aspect kept; pixels shown as blocks when enlarged), centred on white."""
+        ph, pw = pic.shape[:2]
+        scale = min(w / pw, h / ph)
+        size = (max(1, round(pw * scale)), max(1, round(ph * scale)))
+        im = Image.fromarray(pic).resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)
+        canvas = Image.new("RGB", (w, h), (255, 255, 255))
+        canvas.paste(im, ((w - size[0]) // 2, (h - size[1]) // 2))
+        return np.asarray(canvas)
+
+    top = np.concatenate([fit(p, side, side) for p in (photo, panels["target"], panels["recon"], panels["three_eyes"], panels["pasted"])], axis=1)
+    width = top.shape[1]
+    with Image.open(scene) as im:
+        sc = np.asarray(im.convert("RGB"))
+    rows = [top, fit(six, width, 2 * side), fit(sc, width, round(width * sc.shape[0] / sc.shape[1]))]
+    gap = np.full((8, width, 3), 255, np.uint8)
+    sheet = np.concatenate([rows[0], gap, rows[1], gap, rows[2]], axis=0)
+    return save_picture(sheet, path)
 
 
 if __name__ == "__main__":

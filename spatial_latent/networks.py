@@ -455,6 +455,8 @@ class Generator(nn.Module):
     def __init__(self, config: GeneratorConfig) -> None:
         super().__init__()
         self.config = config
+        # How the training photos were aligned (a faces.align.AlignTemplate), when the checkpoint says.
+        self.align_template: Any = None
         self.mapping = MappingNetwork(config)
         self.synthesis = SynthesisNetwork(config)
         if self.synthesis.num_ws != config.num_ws:
