@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from .cli import add_device_arg, run_cli
+from .cli import add_device_arg, run_cli, with_exit_status
 
 if TYPE_CHECKING:  # imported when needed at run time, so that --help stays light
     import numpy as np
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Encode a real face (the astronaut) into a latent grid, give it a third eye, paste it back, "
         "compose six faces on one grid and grow a seamless scene, with the embedded models (offline, CPU friendly).",
     )
+    p.epilog = with_exit_status(p.epilog)
     p.add_argument("--face-network", default="faces", help="face generator (default: faces, embedded); e.g. ffhq when downloaded")
     p.add_argument("--scene-network", default="demo", help="padding-free scene generator (default: demo, embedded)")
     p.add_argument("--photo", type=Path, default=ASTRONAUT, help="face photo to encode (default: the astronaut, public domain)")
