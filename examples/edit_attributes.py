@@ -1,7 +1,7 @@
 """Edit one region of a face: encode it, take a direction from a bank, apply it inside a box.
 
     python examples/edit_attributes.py --photo me.jpg --bank bank.npz --attr smile --region 64,150,192,230
-    python examples/edit_attributes.py --network ffhq --seed 3     # generated face, direction fitted here
+    python examples/edit_attributes.py --seed 3     # generated face, direction fitted here
 
 The face (a photo, or a generated face) is encoded into a grid of ``density x density`` latents.
 Without --bank a per-cell direction is fitted first from generated samples labelled by
@@ -29,7 +29,7 @@ from faces import add_face_args, encode_face  # examples/faces.py, beside this f
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Apply a masked attribute edit to an encoded face.")
-    p.add_argument("--network", default="ffhq", help="checkpoint file or well-known name (default: ffhq)")
+    p.add_argument("--network", default="faces", help="checkpoint file or network name (default: faces, embedded; e.g. ffhq when downloaded)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     add_face_args(p)  # --photo, --aligned, --seed, --steps, --loss (see faces.py)
     p.add_argument("--density", type=int, default=8, help="grid cells per image side (default: 8)")

@@ -21,13 +21,14 @@ def add_face_args(p: argparse.ArgumentParser, steps: int = 300) -> None:
     p.add_argument("--aligned", action="store_true", help="the photo is already an FFHQ-aligned crop")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated face (default: 0)")
     p.add_argument("--steps", type=int, default=steps, help=f"encoding steps (default: {steps})")
-    p.add_argument("--loss", default="lpips+mse", choices=["lpips+mse", "mse"], help="encoding loss; mse needs no download")
+    p.add_argument("--loss", default="mse", choices=["lpips+mse", "mse"], help="encoding loss (default: mse, offline; lpips+mse needs its backbone weights)")
 
 
-def load_photo(path: str, size: int, aligned: bool = False) -> torch.Tensor:
-    """A photo as a target ``[1, 3, size, size]`` in [-1, 1]: FFHQ-aligned, unless it already is."""
+def load_photo(path: str, size: int, aligned: bool = False, template: object = None) -> torch.Tensor:
+    """A photo as a target ``[1, 3, size, size]`` in [-1, 1], aligned with ``template`` (the
+    network's own, e.g. ``faces``; FFHQ's when None) unless it already is."""
     pixels = read_image(path).pixels
-    face = np.asarray(Image.fromarray(pixels).resize((size, size), Image.LANCZOS)) if aligned else align_face(pixels, size)[0]
+    face = np.asarray(Image.fromarray(pixels).resize((size, size), Image.LANCZOS)) if aligned else align_face(pixels, size, template=template or "ffhq")[0]
     return torch.tensor(face).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
@@ -36,7 +37,7 @@ def face_target(G: Generator, args: argparse.Namespace) -> torch.Tensor:
     draws it, truncation 0.7): ``[1, 3, R, R]`` on G's device."""
     device = G.device
     if args.photo:
-        return load_photo(args.photo, G.img_resolution, args.aligned).to(device)
+        return load_photo(args.photo, G.img_resolution, args.aligned, G.align_template).to(device)
     z = torch.from_numpy(np.random.RandomState(args.seed).randn(1, G.z_dim)).float()
     with torch.no_grad():
         return G(z.to(device), truncation_psi=0.7)

@@ -1,6 +1,6 @@
 """Several faces in one picture: N latents composed on one latent grid, blended without seams.
 
-    python examples/multi_face.py --network ffhq --seeds 0-5 --rows 2        # six generated faces, 2x3
+    python examples/multi_face.py --seeds 0-5 --rows 2        # six generated faces, 2x3
     python examples/multi_face.py --photos a.jpg b.jpg --positions 0,0 2,5   # two encoded photos, placed
 
 Each face's latent ``[num_ws, w_dim]`` covers a ``density x density`` block of cells (one face's
@@ -27,7 +27,7 @@ from faces import load_photo  # examples/faces.py, beside this file
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Compose several faces into one seamless picture.")
-    p.add_argument("--network", default="ffhq", help="checkpoint file or well-known name (default: ffhq)")
+    p.add_argument("--network", default="faces", help="checkpoint file or network name (default: faces, embedded; e.g. ffhq when downloaded)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--seeds", default="0-5", help="generated faces, e.g. 0-5 or 1,7,9 (default: 0-5)")
     p.add_argument("--photos", nargs="+", default=[], metavar="IMAGE", help="encode these face photos instead")

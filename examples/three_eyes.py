@@ -1,6 +1,6 @@
 """A face with a third eye: copy the latent cells over one eye onto the forehead.
 
-    python examples/three_eyes.py --network ffhq --seed 3        # a generated face
+    python examples/three_eyes.py --seed 3        # a generated face
     python examples/three_eyes.py --photo me.jpg                 # your photo (FFHQ-aligned first)
 
 A face drawn from one latent has the same latent in every cell: its eyes come from the network's
@@ -24,25 +24,30 @@ from spatial_latent.cli import run_cli
 
 from faces import add_face_args, encode_face  # examples/faces.py, beside this file
 
+from spatial_latent.demo import ASTRONAUT
 
-def default_boxes(d: int) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
+
+def default_boxes(d: int, template: object = "ffhq") -> tuple[tuple[int, int, int, int], tuple[int, int]]:
     """For a one-face grid of density ``d`` (``d x d`` cells): the box of cells ``(x0, y0, x1, y1)``
     (end-exclusive) over the image-left eye, and the cell ``(row, col)`` on the forehead where its
-    top-left cell goes.
-
-    FFHQ alignment puts the eyes at 47.5% of the height and 37.5% / 62.5% of the width.
+    top-left cell goes. Where the eyes are comes from the network's alignment template (FFHQ puts
+    them at 47.5% of the height and 37.5% / 62.5% of the width; ``faces`` at 36% and 32% / 68%).
     """
-    k = max(1, d // 4)
-    y, x = round(0.475 * d - k / 2), round(0.375 * d - k / 2)
-    return (x, y, x + k, y + k), (round(0.22 * d - k / 2), round(0.5 * d - k / 2))
+    from spatial_latent.faces.align import template_landmarks
+
+    ex, ey = template_landmarks(template or "ffhq")["eye_left"]
+    k = max(1, d // 8)
+    x, y = round(ex * d - k / 2), round(ey * d - k / 2)
+    return (x, y, x + k, y + k), (max(0, y - k - 1), round(d / 2 - k / 2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Give a face a third eye by copying latent cells.")
-    p.add_argument("--network", default="ffhq", help="checkpoint file or well-known name (default: ffhq)")
+    p.add_argument("--network", default="faces", help="checkpoint file or network name (default: faces, embedded; e.g. ffhq when downloaded)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     add_face_args(p)  # --photo, --aligned, --seed, --steps, --loss (see faces.py)
-    p.add_argument("--density", type=int, default=8, help="grid cells per image side (default: 8)")
+    p.set_defaults(photo=str(ASTRONAUT))  # a real photo by default: the astronaut (public domain, in the package)
+    p.add_argument("--density", type=int, default=16, help="grid cells per image side (default: 16)")
     p.add_argument("--src", default=None, metavar="X0,Y0,X1,Y1", help="box of cells to copy, end-exclusive (default: over an eye)")
     p.add_argument("--dst", default=None, metavar="ROW,COL", help="cell the box's top-left cell goes to (default: the forehead)")
     p.add_argument("--feather", type=float, default=1.0, help="blend width in cells (default: 1)")
@@ -53,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     G = load_generator(args.network, device=device)
     grid = encode_face(G, args, density=args.density)  # [1, num_ws, w_dim, density, density]
 
-    src, dst = default_boxes(grid.density)
+    src, dst = default_boxes(grid.density, G.align_template)
     src = tuple(int(v) for v in args.src.split(",")) if args.src else src
     dst = tuple(int(v) for v in args.dst.split(",")) if args.dst else dst
     edited = copy_cells(grid, src, dst, feather=args.feather)

@@ -74,16 +74,19 @@ def test_multi_face_encodes_photos_at_given_positions(example, tmp_path):
 
 
 def test_three_eyes_copies_the_eye_cells_to_the_forehead(example, tmp_path, capsys):
+    from spatial_latent.faces.align import FACES
+
     mod = example("three_eyes")
-    src, dst = mod.default_boxes(8)
-    assert src == (2, 3, 4, 5) and dst == (1, 3)  # box x0, y0, x1, y1: eye at 47.5% / 37.5%; forehead cell (row, col)
-    assert mod.main([*FAST, "--steps", "3", "--loss", "mse", "--outdir", str(tmp_path)]) == 0
+    # box x0, y0, x1, y1 over the image-left eye, forehead cell (row, col) above the eyes' middle
+    assert mod.default_boxes(16) == ((5, 7, 7, 9), (4, 7))  # FFHQ: eyes at 47.5% / 37.5%
+    assert mod.default_boxes(16, FACES) == ((4, 5, 6, 7), (2, 7))  # faces: eyes at 36% / 32%
+    assert mod.main([*FAST, "--steps", "3", "--loss", "mse", "--outdir", str(tmp_path)]) == 0  # the astronaut by default
     assert size(tmp_path / "three_eyes.png") == (2 * R, R)  # encoded | edited
     assert "three_eyes.png" in capsys.readouterr().out
     grid = LatentGrid.load(tmp_path / "three_eyes.latent.safetensors")
-    assert grid.cells == (8, 8) and grid.space == "w+"
+    assert grid.cells == (16, 16) and grid.space == "w+"
     # The pasted block's lower row (outside the feather of the eye's upper row) is the eye's lower row.
-    torch.testing.assert_close(grid.data[..., 2, 3:5], grid.data[..., 4, 2:4], rtol=0, atol=0)
+    torch.testing.assert_close(grid.data[..., 5, 7:9], grid.data[..., 8, 5:7], rtol=0, atol=0)
     pic = pixels(tmp_path / "three_eyes.png")
     assert np.abs(pic[:, :R] - pic[:, R:]).max() > 0
 
