@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -125,8 +126,17 @@ def prepare_aligned(
     if not names:
         raise InputError(f"no photos under {root}")
     images, kept, eyes = [], [], []
-    with ProcessPoolExecutor(max_workers=max(1, workers), initializer=_init_worker, initargs=(tpl.to_dict(), size)) as pool:
-        results = pool.map(_align_one, [str(root / n) for n in names], chunksize=64)
+    paths = [str(root / n) for n in names]
+    pool = None
+    if workers > 1:
+        # spawn, not fork: a forked child of a process with torch/OpenMP threads can deadlock
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(tpl.to_dict(), size))
+        results: Iterator[Any] = pool.map(_align_one, paths, chunksize=64)
+    else:
+        _init_worker(tpl.to_dict(), size)
+        results = map(_align_one, paths)
+    try:
         if progress is not None:
             results = progress(results, len(names))
         for name, r in zip(names, results):
@@ -135,6 +145,9 @@ def prepare_aligned(
             images.append(r[0])
             eyes.append(r[1])
             kept.append(name)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     if not kept:
         raise InputError(f"no face found in any of the {len(names)} photos under {root}")
     return AlignedFaces(
