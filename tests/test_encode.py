@@ -204,5 +204,32 @@ def test_single_bad_picture_and_missing_input(tmp_path: Path) -> None:
 
 def test_help() -> None:
     r = run("--help")
-    assert r.returncode == 0 and "--no-align" in r.stdout and "--paste-back" in r.stdout and "--loss mse" in r.stdout
+    assert r.returncode == 0 and "--no-align" in r.stdout and "--paste-back" in r.stdout
+    # the offline defaults are explained: the embedded faces model and the auto loss
+    assert "default: faces" in r.stdout and "auto" in r.stdout and "MSE otherwise" in r.stdout
 
+
+
+def test_a_photo_with_no_flags_encodes_offline_with_the_faces_model(tmp_path) -> None:
+    """``encode face.jpg`` alone: the embedded faces model, its alignment template, and the auto
+    loss falling back to MSE (said on the first line) when LPIPS's backbone is absent."""
+    from PIL import Image
+
+    photo = tmp_path / "face.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    out = tmp_path / "out"
+    r = run(str(photo), "--steps", "20", "--outdir", str(out), env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("loss: mse (no LPIPS backbone at ")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["network"] == "faces"
+    grid = LatentGrid.load(out / "face.latent.safetensors")
+    assert grid.cells == (8, 8)
+    target = np.asarray(Image.open(out / "face_target.png"))
+    assert target.shape == (64, 64, 3)
+    # aligned with the faces model's own template, exactly as the library aligns it
+    from spatial_latent.faces.align import FACES, align_face
+    from spatial_latent.io.pictures import read_image
+
+    expected = align_face(read_image(photo).pixels, 64, template=FACES)[0]
+    assert np.abs(target.astype(int) - expected.astype(int)).max() <= 1
