@@ -21,7 +21,7 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from spatial_latent.limits import MAX_BANK_BYTES, check_file_size, check_zip_siz
 from spatial_latent.latents.grid import LatentGrid
 
 from .direction import Direction, grid_fingerprint
+
+if TYPE_CHECKING:
+    from spatial_latent.networks import Generator
 
 BANK_FORMAT = "spatial-latent-direction-bank"
 BANK_FORMAT_VERSION = "1"
@@ -53,7 +56,7 @@ class DirectionBank:
         self._directions: dict[str, Direction] = {}
 
     @classmethod
-    def for_generator(cls, G: Any, meta: dict[str, Any] | None = None) -> "DirectionBank":
+    def for_generator(cls, G: Generator, meta: dict[str, Any] | None = None) -> "DirectionBank":
         """An empty bank for generator ``G``."""
         return cls(G.fingerprint(), G.w_dim, G.num_ws, meta)
 

@@ -33,7 +33,7 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from spatial_latent.latents.grid import LatentGrid
 
 from .direction import Direction, grid_fingerprint
 from .sampling import pool_labels, sample_labeled
+
+if TYPE_CHECKING:
+    from spatial_latent.networks import Generator
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +184,7 @@ class AttributeModel:
 
     def fit_generated(
         self,
-        G: Any,
+        G: Generator,
         labeler: Callable[[torch.Tensor], torch.Tensor],
         num_samples: int = 2000,
         cells: tuple[int, int] = (8, 8),
