@@ -24,7 +24,7 @@ from spatial_latent.cli import run_cli
 
 from faces import add_face_args, encode_face  # examples/faces.py, beside this file
 
-from spatial_latent.demo import ASTRONAUT
+from spatial_latent.faces import ASTRONAUT
 
 
 def default_boxes(d: int, template: object = "ffhq") -> tuple[tuple[int, int, int, int], tuple[int, int]]:

@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # imported when needed at run time, so that --help stays ligh
 
 SCENE_DENSITY = 4  # latent cells per native image side of the scene
 FACE_DENSITY = 16  # cells per side of the encoded face grid (4 px cells on a 64 px face: an eye is two cells)
-ASTRONAUT = Path(__file__).parent / "faces" / "astronaut.jpg"
 
 
 def build_parser() -> argparse.ArgumentParser:

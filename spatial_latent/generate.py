@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 save_picture(pic, args.outdir / f"seed{s:04d}.png")
                 pictures.append(pic)
     save_picture(image_grid(np.stack(pictures)), args.outdir / "grid.png")
-    print(f"wrote {len(seeds)} images and grid.png to {args.outdir}")
+    print(f"wrote {len(seeds)} images and grid.png to {args.outdir} (network {args.network}, weights fingerprint {G.fingerprint()})")
     return 0
 
 

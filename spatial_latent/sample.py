@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bar.refresh()
 
         path = sampler.render_to_file(
-            args.out, height, width, resume=args.resume, overwrite=args.overwrite, manifest_extra={"network": str(args.network), "class": args.class_idx},
+            args.out, height, width, resume=args.resume, overwrite=args.overwrite, manifest_extra={"network": str(args.network), "generator_fingerprint": G.fingerprint(), "class": args.class_idx},
             on_progress=progress, rank=rank, world_size=world, barrier=barrier, deepzoom=deepzoom, quality=args.quality,
         )
         if bar is not None:
