@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from .cli import add_device_arg, run_cli, with_exit_status
+from .faces import ASTRONAUT  # a path; the faces package imports nothing heavy
 
 if TYPE_CHECKING:  # imported when needed at run time, so that --help stays light
     import numpy as np
