@@ -25,12 +25,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from ..io.pictures import IMAGE_EXTENSIONS
 from .align import AlignTemplate, FaceDetector, face_transform, get_template, warp_aligned
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def is_validation(name: str, fraction_denominator: int = 32) -> bool:
@@ -79,7 +78,7 @@ def list_photos(root: Path) -> list[str]:
     """Image files under ``root`` (recursively), as sorted relative paths."""
     if not root.is_dir():
         raise InputError(f"not a folder of photos: {root}")
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
 _WORKER: dict[str, Any] = {}

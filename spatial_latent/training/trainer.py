@@ -56,7 +56,7 @@ class TrainConfig:
     mode: str = "crops"  # 'crops' (padding-free, random windows) or 'whole' (whole images, zero padding)
     augment: str = ""  # DiffAugment policy, e.g. 'color,translation,cutout'
     style_mixing: float = 0.9  # probability of mixing two latents ('whole' mode)
-    noise: bool = True  # noise inputs; False: strengths held at 0 ('whole' mode), for runs where G fed on noise
+    noise: bool = True  # noise inputs; False: strengths zeroed and never used (no gradient reaches them)
     batch: int = 8
     steps: int = 1000
     lr_g: float = 0.002
@@ -139,12 +139,12 @@ class Trainer:
 
     @torch.no_grad()
     def silence_noise(self) -> None:
-        """Noise strengths to 0 and frozen (``cfg.noise`` False): every noise mode then renders alike."""
+        """Noise strengths to 0 (``cfg.noise`` False): renders use no noise, so no gradient moves
+        them, and every noise mode renders alike."""
         for G in (self.G, self.G_ema):
             for name, p in G.named_parameters():
                 if name.endswith("noise_strength"):
                     p.zero_()
-        self._frozen = [p for n, p in self.G.named_parameters() if n.endswith("noise_strength")]
 
     # -- latents and renders ---------------------------------------------------------------------
     def latent_grid(self, G: Generator, batch: int, cells: tuple[int, int], gen: torch.Generator) -> LatentGrid:
@@ -195,7 +195,7 @@ class Trainer:
         win = Window(ox + int(sx * cell_px), oy + int(sy * cell_px), ox + int(sx * cell_px) + size[1], oy + int(sy * cell_px) + size[0])
         grid = self.latent_grid(G, batch, need.size, gen)
         noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-        return sg(grid, noise_mode="random", noise_seed=noise_seed, window=win)
+        return sg(grid, noise_mode="random" if self.cfg.noise else "none", noise_seed=noise_seed, window=win)
 
     def _autocast(self) -> Any:
         enabled = self.cfg.amp and self.device.type == "cuda"
@@ -240,8 +240,6 @@ class Trainer:
             loss_g = F.softplus(-self.D(augment(fake.float(), self.policy, _step_generator(cfg.seed, k, 6))).float()).mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        for p in getattr(self, "_frozen", ()):
-            p.grad = None  # Adam skips parameters without a gradient
         self.opt_g.step()
         stats["loss_g"] = loss_g.item()
 
