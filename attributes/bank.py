@@ -37,6 +37,9 @@ from .direction import Direction, grid_fingerprint
 if TYPE_CHECKING:
     from spatial_latent.networks import Generator
 
+# Banks fitted here for the embedded generators, shipped beside their cards in weights/.
+EMBEDDED_BANKS = {"faces": Path(__file__).parent / "weights" / "faces_directions.npz"}
+
 BANK_FORMAT = "spatial-latent-direction-bank"
 BANK_FORMAT_VERSION = "1"
 META_KEY = "__bank__"
@@ -155,9 +158,12 @@ class DirectionBank:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "DirectionBank":
-        """Read a bank written by :meth:`save`; :class:`InputError` for anything else, including
-        files with pickled objects (refused: unpickling can run code)."""
+        """Read a bank written by :meth:`save` (or, by name, an embedded one: ``faces``);
+        :class:`InputError` for anything else, including files with pickled objects (refused:
+        unpickling can run code)."""
         path = Path(path)
+        if str(path) in EMBEDDED_BANKS and not path.exists():
+            path = EMBEDDED_BANKS[str(path)]
         if not path.is_file():
             raise InputError(f"direction bank not found: {path}")
         if not zipfile.is_zipfile(path):

@@ -8,7 +8,8 @@ A direction holds ``vectors [L, C, h, w]``: the latent step that strength 1 adds
 * ``L = num_ws`` (space ``'w+'``): a step per layer (zero in layers the direction leaves alone).
 * ``(h, w) = (1, 1)``: the same step at every cell (a *global* direction, e.g. SeFa), usable on a
   grid of any size; otherwise one step per cell, usable on grids of exactly those cells and
-  density.
+  density, or of the same image at another density (the steps are resampled to its cells:
+  :meth:`Direction.for_grid`), or on one face of a composition (:meth:`Direction.placed`).
 
 Fitted directions are scaled so that strength 1 is one standard deviation of the training
 latents along the direction (per location), so strengths of -3..3 span the data.
@@ -111,11 +112,43 @@ class Direction:
                 )
             if grid.num_layers != self.num_layers:
                 raise InputError(f"direction {self.name!r} has {self.num_layers} layers, the grid has {grid.num_layers} (another generator?)")
-        if not self.is_global and (grid.cells != self.cells or grid.density != self.density):
+        if not self.is_global and (grid.cells != self.cells or grid.density != self.density) and not self._same_area(grid):
             raise InputError(
                 f"direction {self.name!r} was fitted per location on {self.cells[0]}x{self.cells[1]}-cell grids at density "
                 f"{self.density}; this grid is {grid.cells[0]}x{grid.cells[1]} cells at density {grid.density}"
             )
+
+    def _same_area(self, grid: LatentGrid) -> bool:
+        """True when ``grid`` covers the image this direction was fitted on at another density
+        (e.g. a 16x16-cell grid at density 16 for an 8x8 direction at density 8)."""
+        h, w = self.cells
+        return grid.cells[0] * self.density == h * grid.density and grid.cells[1] * self.density == w * grid.density
+
+    def for_grid(self, grid: LatentGrid) -> "Direction":
+        """This direction on ``grid``'s cells: itself, or (same image area, other density) its
+        steps resampled to the grid's cells, so a step keeps its place in the picture. Bilinear
+        between cell centres going finer, area averages going coarser."""
+        self.check_grid(grid)
+        if self.is_global or grid.cells == self.cells:
+            return self
+        import torch.nn.functional as F
+
+        finer = grid.cells[0] >= self.cells[0]
+        v = F.interpolate(self.vectors.float(), size=grid.cells, mode="bilinear" if finer else "area", align_corners=False if finer else None)
+        held = None if self.held_out is None else F.interpolate(self.held_out[None].float(), size=grid.cells, mode="nearest")[0]
+        return self.replace(vectors=v.to(self.vectors.dtype), density=grid.density, held_out=held)
+
+    def placed(self, cells: tuple[int, int], offset: tuple[int, int]) -> "Direction":
+        """This per-location direction put at ``offset = (row, col)`` on a larger grid of
+        ``cells`` (zero steps elsewhere): to edit one face of a composition."""
+        if self.is_global:
+            raise InputError(f"direction {self.name!r} is global: it needs no placing")
+        (h, w), (r, c) = self.cells, offset
+        if r < 0 or c < 0 or r + h > cells[0] or c + w > cells[1]:
+            raise InputError(f"a {h}x{w}-cell direction at row {r}, column {c} does not fit a {cells[0]}x{cells[1]} grid")
+        v = self.vectors.new_zeros(self.num_layers, self.channels, *cells)
+        v[:, :, r : r + h, c : c + w] = self.vectors
+        return self.replace(vectors=v, held_out=None)
 
     def layer_vectors(self, num_layers: int) -> torch.Tensor:
         """Steps for a grid with ``num_layers`` layer slots: ``[num_layers, C, h, w]`` (broadcast view)."""

@@ -39,8 +39,7 @@ class Edit:
 
 def edit_delta(grid: LatentGrid, e: Edit) -> torch.Tensor:
     """The change one edit makes: ``[B or 1, L, C, h, w]``."""
-    d = e.direction
-    d.check_grid(grid)
+    d = e.direction.for_grid(grid)
     L = grid.num_layers
     v = d.layer_vectors(L).to(grid.data.device, grid.data.dtype)[None]  # [1, L, C, h|1, w|1]
     s = torch.as_tensor(e.strength, dtype=grid.data.dtype, device=grid.data.device)

@@ -279,17 +279,24 @@ class FaceLabeler:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.spatial:
+            return self._maps(images) * (AGE_SCALE if self.attribute == "age" else 1.0)
+        out = self.score(images)
+        return out if self.attribute == "age" else torch.sigmoid(out)
+
+    def score(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable ``[B]`` score for gradient directions: the attribute's logit (age: years)."""
+        out = self._maps(images).mean(dim=(1, 2))
+        return out * AGE_SCALE if self.attribute == "age" else out
+
+    def _maps(self, images: torch.Tensor) -> torch.Tensor:
         if self._net is None:
-            self._net = load_face_labeler(self.path)[0]
+            self._net = load_face_labeler(self.path)[0].requires_grad_(False)
         net = self._net.to(images.device)
         x = images.float()
         if x.shape[-1] != 64 or x.shape[-2] != 64:
             x = F.interpolate(x, size=(64, 64), mode="area" if x.shape[-1] > 64 else "bilinear", align_corners=None if x.shape[-1] > 64 else False)
-        if self.spatial:
-            maps = net.maps(x)[:, self.index]
-            return maps * (AGE_SCALE if self.attribute == "age" else 1.0)
-        out = net(x)[:, self.index]
-        return out * AGE_SCALE if self.attribute == "age" else torch.sigmoid(out)
+        return net.maps(x)[:, self.index]
 
 
 def face_labeler_names() -> dict[str, str]:

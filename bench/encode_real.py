@@ -1,6 +1,7 @@
 """Encoding real photos with the embedded `faces` model: W, W+ and spatial grids at equal steps.
 
     python bench/encode_real.py [--data faces64.npz] [--photos 100] [--steps 200] [--out bench/results/encode_real.json]
+    python bench/encode_real.py --encoder faces [--out bench/results/encode_real_encoder.json]
 
 The photos are the aligned set's validation split (never used to train the model), aligned as
 the model's training photos were. Each space is optimised from the average latent with the same
@@ -8,6 +9,11 @@ schedule, steps and loss (MSE: runs offline; LPIPS when its backbone is present 
 machine that has it). Reports MSE (pixels in [0, 1]), PSNR and SSIM of the reconstructions, the
 8x8 grid's MSE relative to W+ (the seed paper's claim, this project's bar: <= 0.7), and seconds
 per photo on this machine.
+
+With ``--encoder`` (a file from ``python -m spatial_latent.train_encoder``, or ``faces`` for the
+shipped one) it measures the learned grid encoder instead, on the same photos, 8x8 grids: the
+encoder alone, encoder + 100 steps, and 100 and 500 steps from the average latent (the bar:
+encoder + 100 no worse than 500 from the average).
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, print_table, write_json  # noqa: E402
 
-from encoders.optimize import OptimizeConfig, invert  # noqa: E402
+from encoders.optimize import OptimizeConfig  # noqa: E402
+from encoders.pipeline import encode  # noqa: E402
 from spatial_latent.checkpoints.loading import load_generator  # noqa: E402
 from spatial_latent.faces.dataset import AlignedFaces  # noqa: E402
 
@@ -44,33 +51,64 @@ def main() -> int:
     p.add_argument("--photos", type=int, default=100)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=25)
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "encode_real.json")
+    p.add_argument("--encoder", default=None, help="measure this learned encoder (file, or faces: the shipped one) instead of the spaces")
+    p.add_argument("--out", type=Path, default=None, help="JSON to write (default: bench/results/encode_real.json, or encode_real_encoder.json with --encoder)")
     args = p.parse_args()
     G = load_generator(args.network)
     faces = AlignedFaces.load(args.data)
     val = faces.images[faces.split(True)][: args.photos]
     targets = torch.from_numpy(val).permute(0, 3, 1, 2).float() / 127.5 - 1
+    if args.encoder:
+        return encoder_rows(G, targets, args)
     rows, results = [], {}
     for name, kw in SPACES.items():
-        cfg = OptimizeConfig(steps=args.steps, loss="mse", **kw)
-        mse, psnr, ss, t0 = [], [], [], time.perf_counter()
-        for i in range(0, len(targets), args.batch):
-            inv = invert(G, targets[i : i + args.batch], cfg)
-            rec = ((inv.images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
-            tgt = ((targets[i : i + args.batch] + 1) / 2).permute(0, 2, 3, 1).numpy()
-            for r, t, m in zip(rec, tgt, inv.metrics):
-                mse.append(m["mse"])
-                psnr.append(m["psnr"])
-                ss.append(ssim(r, t))
-        sec = (time.perf_counter() - t0) / len(targets)
-        results[name] = {"mse": float(np.mean(mse)), "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ss)), "seconds_per_photo": sec}
+        results[name] = measure(G, targets, OptimizeConfig(steps=args.steps, loss="mse", **kw), args.batch)
         rows.append({"space": name, **results[name]})
         print(rows[-1], flush=True)
     ratio = results["grid 8x8"]["mse"] / results["w+"]["mse"]
     rows.append({"space": "grid 8x8 / w+ (MSE)", "mse": ratio})
     print_table(rows, ["space", "mse", "psnr", "ssim", "seconds_per_photo"])
     print(f"bar (grid 8x8 MSE <= 0.7 x W+): {'met' if ratio <= 0.7 else 'NOT met'} ({ratio:.3f})")
-    write_json(args.out, {"machine": machine(), "network": args.network, "fingerprint": G.fingerprint(), "photos": len(targets), "steps": args.steps, "results": results, "ratio_grid8_wplus": ratio})
+    write_json(args.out or REPO / "bench" / "results" / "encode_real.json", {"machine": machine(), "network": args.network, "fingerprint": G.fingerprint(), "photos": len(targets), "steps": args.steps, "results": results, "ratio_grid8_wplus": ratio})
+    return 0
+
+
+def measure(G, targets: torch.Tensor, cfg: OptimizeConfig, batch: int, encoder=None) -> dict[str, float]:
+    """Mean MSE (pixels in [0, 1]), PSNR, SSIM and seconds per photo of encoding ``targets``."""
+    mse, psnr, ss, t0 = [], [], [], time.perf_counter()
+    for i in range(0, len(targets), batch):
+        inv = encode(G, targets[i : i + batch], cfg, encoder=encoder)
+        rec = ((inv.images.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+        tgt = ((targets[i : i + batch] + 1) / 2).permute(0, 2, 3, 1).numpy()
+        for r, t, m in zip(rec, tgt, inv.metrics):
+            mse.append(m["mse"])
+            psnr.append(m["psnr"])
+            ss.append(ssim(r, t))
+    sec = (time.perf_counter() - t0) / len(targets)
+    return {"mse": float(np.mean(mse)), "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ss)), "seconds_per_photo": sec}
+
+
+def encoder_rows(G, targets: torch.Tensor, args: argparse.Namespace) -> int:
+    """The learned encoder against optimization from the average latent (module docstring)."""
+    from encoders.learned import load_encoder
+
+    enc = load_encoder(args.encoder, G=G)
+    runs = {
+        "encoder only": (0, enc),
+        "encoder + 100 steps": (100, enc),
+        "average + 100 steps": (100, None),
+        "average + 500 steps": (500, None),
+    }
+    rows, results = [], {}
+    for name, (steps, e) in runs.items():
+        results[name] = measure(G, targets, OptimizeConfig(steps=steps, loss="mse", space="grid", density=enc.config.density), args.batch, e)
+        rows.append({"start": name, **results[name]})
+        print(rows[-1], flush=True)
+    ratio = results["encoder + 100 steps"]["mse"] / results["average + 500 steps"]["mse"]
+    print_table(rows, ["start", "mse", "psnr", "ssim", "seconds_per_photo"])
+    print(f"bar (encoder + 100 steps no worse than 500 from the average, MSE): {'met' if ratio <= 1 else 'NOT met'} ({ratio:.3f})")
+    write_json(args.out or REPO / "bench" / "results" / "encode_real_encoder.json", {"machine": machine(), "network": args.network, "encoder": str(args.encoder),
+               "photos": len(targets), "results": results, "ratio_encoder100_to_average500": ratio})
     return 0
 
 

@@ -196,9 +196,16 @@ def save_encoder(enc: GridEncoder, path: str | os.PathLike, generator_fingerprin
     return path
 
 
+# Encoders trained here for the embedded generators, shipped in weights/ (see its card).
+EMBEDDED_ENCODERS = {"faces": Path(__file__).parent / "weights" / "faces_encoder.pt"}
+
+
 def read_encoder_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw payload of an encoder file (safe: tensors, numbers and strings only)."""
+    """The raw payload of an encoder file (safe: tensors, numbers and strings only); a name of
+    :data:`EMBEDDED_ENCODERS` (``faces``) reads the shipped one."""
     path = Path(path)
+    if str(path) in EMBEDDED_ENCODERS and not path.exists():
+        path = EMBEDDED_ENCODERS[str(path)]
     if not path.is_file():
         raise InputError(f"encoder file not found: {path}")
     check_file_size(path, MAX_ENCODER_BYTES, "learned encoder file", InputError)

@@ -158,12 +158,23 @@ def sample_grids(G: Generator, batch: int, density: int, gen: Any, mix: Sequence
 
 def load_real_images(folder: str, size: int, max_bytes: int = 2 << 30) -> Any:
     """Pictures in ``folder`` centre-cropped and resized to ``size``: uint8 ``[N, 3, size, size]``,
-    at most ``max_bytes`` of them (they are kept in memory)."""
+    at most ``max_bytes`` of them (they are kept in memory). ``folder`` may also be an aligned set
+    written by ``python -m spatial_latent.prepare_faces`` (``.npz``): its training photos are used,
+    never its validation split, so that encoders can be measured on photos they have not seen."""
     import numpy as np
     import torch
 
     from spatial_latent.io.pictures import list_images, read_image
 
+    if Path(folder).suffix.lower() == ".npz":
+        from spatial_latent.faces.dataset import AlignedFaces
+
+        faces = AlignedFaces.load(folder)
+        pics = faces.images[faces.split(validation=False)]
+        if pics.shape[1] != size:
+            pics = np.stack([center_square(p, size) for p in pics])
+        log.info("%d training photos of %s (validation split left out)", len(pics), folder)
+        return torch.from_numpy(np.ascontiguousarray(pics)).permute(0, 3, 1, 2).contiguous()
     paths = list_images([folder])
     limit = max(1, max_bytes // (3 * size * size))
     if len(paths) > limit:

@@ -1,24 +1,23 @@
 #!/usr/bin/env bash
 # Render the README gallery (docs/img/gallery_*.png) by running the examples.
 #
-#   examples/make_gallery.sh                              # faces: a test fixture (or tiny); scenes: demo
+#   examples/make_gallery.sh                              # faces: the embedded faces model; scenes: demo
 #   FACE_NETWORK=ffhq LOSS=lpips+mse STEPS=500 DEVICE=cuda examples/make_gallery.sh
 #
-# Settings (environment): FACE_NETWORK (default: the 64 px NVIDIA fixture beside the checkout,
-# else 'tiny'), SCENE_NETWORK (default: demo), DEVICE (auto), STEPS (encoding steps, 100),
-# LOSS (mse: no download; lpips+mse needs the VGG weights), SAMPLES (attribute fit, 500),
-# PYTHON (.venv/bin/python when present, else python3), OUT (docs/img).
+# Settings (environment): FACE_NETWORK (default: faces, embedded, with its shipped direction
+# bank), SCENE_NETWORK (default: demo), DEVICE (auto), STEPS (encoding steps, 500),
+# LOSS (mse: no download; lpips+mse needs the VGG weights), SAMPLES (attribute fit for a
+# network without a shipped bank, 512), PYTHON (.venv/bin/python when present, else python3),
+# OUT (docs/img). The faces are the astronaut (public domain, shipped in the package).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fixture=../shared/fixtures/stylegan2/nvidia_ada_64/network-snapshot.pkl
-[ -f "$fixture" ] && default_faces=$fixture || default_faces=tiny
-FACE_NETWORK=${FACE_NETWORK:-$default_faces}
+FACE_NETWORK=${FACE_NETWORK:-faces}
 SCENE_NETWORK=${SCENE_NETWORK:-demo}
 DEVICE=${DEVICE:-auto}
-STEPS=${STEPS:-100}
+STEPS=${STEPS:-500}
 LOSS=${LOSS:-mse}
-SAMPLES=${SAMPLES:-500}
+SAMPLES=${SAMPLES:-512}
 OUT=${OUT:-docs/img}
 [ -x .venv/bin/python ] && default_python=.venv/bin/python || default_python=python3
 PYTHON=${PYTHON:-$default_python}

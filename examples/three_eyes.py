@@ -6,7 +6,10 @@
 A face drawn from one latent has the same latent in every cell: its eyes come from the network's
 sense of position, not from the cells. So the face is first *encoded* into a grid of
 ``density x density`` latents (a few hundred optimization steps); in that grid the cells over an
-eye hold what draws the eye, and ``copy_cells`` pastes them elsewhere, feathered over a cell.
+eye hold what draws the eye, and ``copy_cells`` pastes them elsewhere, feathered over a cell. The network draws eyes where eyes
+belong, so the plain copy is faint; ``copy_and_settle`` then refines the copied grid for
+--settle-steps steps towards the picture the copy should give (the eye's pixels pasted there),
+and the grid draws the third eye by itself.
 The default places are where FFHQ alignment puts the eye and the forehead; --src (a box of cells,
 ``x0,y0,x1,y1``, end-exclusive) and --dst (the cell ``row,col`` its top-left cell goes to) move them.
 """
@@ -19,6 +22,7 @@ from typing import Sequence
 
 import torch
 
+from encoders.settle import copy_and_settle
 from spatial_latent import SpatialGenerator, copy_cells, image_grid, load_generator, resolve_device, save_picture, to_uint8
 from spatial_latent.cli import run_cli
 
@@ -51,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--src", default=None, metavar="X0,Y0,X1,Y1", help="box of cells to copy, end-exclusive (default: over an eye)")
     p.add_argument("--dst", default=None, metavar="ROW,COL", help="cell the box's top-left cell goes to (default: the forehead)")
     p.add_argument("--feather", type=float, default=1.0, help="blend width in cells (default: 1)")
+    p.add_argument("--settle-steps", type=int, default=150, help="optimization steps that settle the copied cells (default: 150; 0 = the plain copy)")
     p.add_argument("--outdir", type=Path, default=Path("out/three_eyes"))
     args = p.parse_args(argv)
 
@@ -61,15 +66,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     src, dst = default_boxes(grid.density, G.align_template)
     src = tuple(int(v) for v in args.src.split(",")) if args.src else src
     dst = tuple(int(v) for v in args.dst.split(",")) if args.dst else dst
-    edited = copy_cells(grid, src, dst, feather=args.feather)
+    copied = copy_cells(grid, src, dst, feather=args.feather)
+    edited, _ = copy_and_settle(G, grid, src, dst, steps=args.settle_steps, feather=args.feather)
 
     sg = SpatialGenerator(G, padding="zero")
+
+    def render(g):  # with the grid's own noise maps, when it holds them
+        maps = [m.to(sg.device) for m in g.noise_maps() or []] or None
+        return sg(g.to(sg.device), "const", noise=maps)
+
     with torch.no_grad():
-        pictures = to_uint8(torch.cat([sg(grid), sg(edited)]))  # [2, R, R, 3]
+        pictures = to_uint8(torch.cat([render(grid), render(copied), render(edited)]))  # [3, R, R, 3]
     args.outdir.mkdir(parents=True, exist_ok=True)
-    picture = save_picture(image_grid(pictures, cols=2), args.outdir / "three_eyes.png")
+    picture = save_picture(image_grid(pictures, cols=3), args.outdir / "three_eyes.png")
     latent = edited.save(args.outdir / "three_eyes.latent.safetensors")
-    print(f"wrote {picture} (encoded | cells {src} copied to {dst}) and {latent}")
+    print(f"wrote {picture} (encoded | cells {src} copied to {dst} | settled for {args.settle_steps} steps) and {latent}")
     return 0
 
 

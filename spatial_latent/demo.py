@@ -9,7 +9,8 @@ scene) and writes into ``--outdir`` (earlier outputs are replaced):
   the ``faces`` model's training photos were, encoded into a 16x16 latent grid and rendered back
   (``target.png``, ``recon.png``, ``astronaut.latent.safetensors``, ``metrics.json``), the
   reconstruction pasted back into the photo (``pasted.png``), and the cells over one eye copied
-  onto the forehead (``three_eyes.png``);
+  onto the forehead and settled there by 150 optimization steps (``three_eyes.png``:
+  reconstruction | plain copy | settled; ``three_eyes.latent.safetensors``);
 - ``six_faces.png``: six generated faces composed on one 2x3 latent grid, blended at the seams;
 - ``scene.png``: a seamless extended scene rendered tile by tile from a latent field (``demo``);
 - ``gallery.png``: all of it on one sheet.
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="2048x512", help="scene size WIDTHxHEIGHT in pixels (default: 2048x512)")
     p.add_argument("--seed", type=int, default=1, help="seed of the scene's latent field and of the six faces (default: 1)")
     p.add_argument("--steps", type=int, default=300, help="optimization steps of the face encoding (default: 300)")
+    p.add_argument("--settle-steps", type=int, default=150, help="steps that settle the copied eye on the forehead (default: 150; 0 = the plain copy)")
     add_device_arg(p)
     return p
 
@@ -74,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[1/4] encode {args.photo.name} into a {FACE_DENSITY}x{FACE_DENSITY} grid with {args.face_network} ({args.steps} steps)")
     photo, grid, panels = encode_photo(G, args.photo, out / "astronaut", args.steps, args.face_network)
     print(f"      PSNR {panels['psnr']:.2f} dB")
-    print("[2/4] three eyes: the cells over one eye copied onto the forehead")
-    panels["three_eyes"] = three_eyes(G, grid, out / "astronaut" / "three_eyes.png")
+    print(f"[2/4] three eyes: the cells over one eye copied onto the forehead, then settled ({args.settle_steps} steps)")
+    panels["three_eyes"] = three_eyes(G, grid, out / "astronaut" / "three_eyes.png", args.settle_steps)
     print("[3/4] six faces composed on one 2x3 latent grid")
     six = six_faces(G, args.seed, out / "six_faces.png")
     print(f"[4/4] extended scene {width}x{height} from latent field seed {args.seed} ({args.scene_network})")
@@ -144,23 +146,33 @@ def eye_to_forehead(G: Generator, density: int) -> tuple[tuple[int, int, int, in
     return (x0, y0, x0 + k, y0 + k), (max(0, y0 - k - 1), round(density / 2 - k / 2))
 
 
-def three_eyes(G: Generator, grid: LatentGrid, path: Path) -> np.ndarray:
-    """The encoded face with the cells over one eye copied onto its forehead, rendered with the
-    grid's optimized noise maps, beside the reconstruction; returns the edited picture."""
+def three_eyes(G: Generator, grid: LatentGrid, path: Path, settle_steps: int = 150) -> np.ndarray:
+    """The encoded face with the cells over one eye copied onto its forehead and settled there
+    (:func:`encoders.settle.copy_and_settle`), beside the reconstruction and the plain copy,
+    each rendered with its noise maps; writes the three-eyed latent beside ``path`` and returns
+    the three-eyed picture."""
     import torch
+
+    from encoders.settle import copy_and_settle
 
     from .io.pictures import image_grid, save_picture, to_uint8
     from .latents.compose import copy_cells
     from .render.generator import SpatialGenerator
 
     src, dst = eye_to_forehead(G, grid.density)
-    edited = copy_cells(grid, src, dst, feather=1.0)
+    copied = copy_cells(grid, src, dst, feather=1.0)
+    settled, _ = copy_and_settle(G, grid, src, dst, steps=settle_steps)
+    settled.save(path.with_suffix(".latent.safetensors"))
     sg = SpatialGenerator(G, padding="zero")
-    maps = [m.to(sg.device) for m in grid.noise_maps() or []] or None
+
+    def render(g: LatentGrid) -> torch.Tensor:
+        maps = [m.to(sg.device) for m in g.noise_maps() or []] or None
+        return sg(g.to(sg.device), "const", noise=maps)
+
     with torch.no_grad():
-        pics = to_uint8(torch.cat([sg(grid.to(sg.device), "const", noise=maps), sg(edited.to(sg.device), "const", noise=maps)]))
-    save_picture(image_grid(pics, cols=2), path)
-    return pics[1]
+        pics = to_uint8(torch.cat([render(grid), render(copied), render(settled)]))
+    save_picture(image_grid(pics, cols=3), path)
+    return pics[2]
 
 
 def six_faces(G: Generator, seed: int, path: Path) -> np.ndarray:

@@ -1,7 +1,12 @@
 """Apply named directions from a direction bank to a latent grid, where you choose, and render it.
 
+    python -m spatial_latent.edit out/face.latent.safetensors --attr smile --out smiling.png
     python -m spatial_latent.edit latent.safetensors --network ffhq --bank bank.npz \\
         --attr smile --strength 2 --region 64,128,192,200 --out edited.png --strip strip.png
+
+A latent of the embedded ``faces`` model needs no bank: the one shipped for it is used (smile,
+eyeglasses, bangs, age, gender), each direction with the region and strength it records (the
+mouth for smile); ``--strength`` and ``--region`` override them.
 
 The latent file is one written by ``LatentGrid.save`` (e.g. by the encode tool); the bank one
 written by ``python -m spatial_latent.fit``. ``--network`` may be left out when the latent's metadata
@@ -61,17 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=with_exit_status("Existing --out, --strip and --save-latent files are not replaced unless --overwrite is given."),
     )
     p.add_argument("latent", type=Path, help="latent grid file (.safetensors written by LatentGrid.save / the encode tool)")
-    p.add_argument("--bank", type=Path, required=True, help="direction bank (.npz from python -m spatial_latent.fit)")
+    p.add_argument("--bank", type=Path, default=None, help="direction bank (.npz from python -m spatial_latent.fit, or faces: the bank shipped for the faces model); default: the bank shipped for the latent's network, if any")
     p.add_argument("--attr", action="append", default=[], metavar="NAME", help="direction to apply; repeat for several edits at once")
-    p.add_argument("--strength", action="append", default=[], type=float, metavar="S", help="one per --attr, or one for all; 1 = one standard deviation of the fitted data (default: 1)")
-    p.add_argument("--region", action="append", default=[], metavar="x0,y0,x1,y1", help="box in output pixels (left, top, right, bottom; end-exclusive); one per --attr, or one for all")
+    p.add_argument("--strength", action="append", default=[], type=float, metavar="S", help="one per --attr, or one for all; 1 = one standard deviation of the fitted data (default: the direction's recorded default strength, else 1)")
+    p.add_argument("--region", action="append", default=[], metavar="x0,y0,x1,y1", help="box in output pixels (left, top, right, bottom; end-exclusive); one per --attr, or one for all (default: the direction's recorded region, e.g. the mouth for the faces bank's smile, else the whole grid)")
     p.add_argument("--mask", type=Path, metavar="PNG", help="grey-level mask the size of the output image (white = full edit)")
     p.add_argument("--edit-cells", nargs="+", type=_cell, metavar="ROW,COL", help="edit only these grid cells")
     p.add_argument("--layers", metavar="A-B,...", help="edit only these ws rows (the grid becomes w+): coarse = shape, fine = colour")
     add_network_arg(p, required=False)  # default: the network the latent file records
     p.add_argument("--out", type=Path, help="edited picture (PNG)")
     p.add_argument("--strip", type=Path, metavar="PNG", help="also write the first --attr at each --strip-strengths, side by side")
-    p.add_argument("--strip-strengths", nargs="+", type=float, default=DEFAULT_STRIP, metavar="S", help="strengths of the strip, e.g. --strip-strengths -2 0 2 (default: -3 -2 -1 0 1 2 3)")
+    p.add_argument("--strip-strengths", nargs="+", type=float, default=None, metavar="S", help="strengths of the strip, e.g. --strip-strengths -2 0 2 (default: -1, -0.5, 0, 0.5, 1, 1.5 x the direction's recorded default strength; -3 .. 3 without one)")
     p.add_argument("--save-latent", type=Path, metavar="PATH", help="also write the edited latent grid (.safetensors)")
     p.add_argument("--padding", choices=["zero", "none"], default="zero", help="render with the network's zero padding or padding-free (default: zero)")
     add_noise_mode_arg(p, "const", "per-layer noise: the network's stored maps, seeded random, or off")
@@ -88,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from attributes.bank import DirectionBank
 
-    bank = DirectionBank.load(args.bank)
+    bank = DirectionBank.load(args.bank or _default_bank(args))
     if args.list:
         print(bank.summary())
         return 0
@@ -133,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     masks = [_mask(args, grid, region, cell_px, (H, W)) for region in plan["regions"]]
     edits = [Edit(bank[n], s, m, plan["layers"]) for n, s, m in zip(plan["names"], plan["strengths"], masks, strict=True)]
     edited = apply_edits(grid, edits)
+    for note in plan["notes"]:
+        print(note, file=sys.stderr)
 
     maps = None if args.ignore_saved_noise else grid.noise_maps()
     if maps is not None:
@@ -175,11 +182,20 @@ def _check_args(args: argparse.Namespace, bank: Any) -> dict[str, Any]:
         bank[n]  # unknown names: one clear error listing the bank's names
     if not (args.out or args.strip or args.save_latent):
         raise InputError("nothing to write: give --out, --strip or --save-latent")
-    strengths = _per_attr(args.strength or [1.0], len(names), "--strength")
+    recorded = [bank[n].meta for n in names]
+    strengths = _per_attr(args.strength or [float(m.get("default_strength", 1.0)) for m in recorded], len(names), "--strength")
     kinds = sum(bool(v) for v in (args.region, args.mask, args.edit_cells))
     if kinds > 1:
         raise InputError("choose one of --region, --mask and --edit-cells")
-    regions = _per_attr([_floats(r, 4, "region") for r in args.region] or [None], len(names), "--region")
+    if kinds:
+        regions = _per_attr([_floats(r, 4, "region") for r in args.region] or [None], len(names), "--region")
+    else:  # each direction's recorded region (the faces bank records where each attribute lives)
+        regions = [[float(v) for v in m["region"]] if m.get("region") else None for m in recorded]
+    notes = []  # what the bank's records chose, said once every check has passed
+    for n, s, r, m in zip(names, strengths, regions, recorded, strict=True):
+        if (not args.strength and "default_strength" in m) or (not kinds and m.get("region")):
+            where = f"region {','.join(f'{v:g}' for v in r)}" if r else ("the whole grid" if not kinds else "your mask")
+            notes.append(f"{n}: strength {s:g}, {where}")
     if args.mask is not None and not args.mask.is_file():
         raise InputError(f"mask not found: {args.mask}")
     layers = None
@@ -187,8 +203,25 @@ def _check_args(args: argparse.Namespace, bank: Any) -> dict[str, Any]:
         from spatial_latent.fit import parse_layers
 
         layers = parse_layers(args.layers)
-    strip = list(args.strip_strengths)
-    return dict(names=names, strengths=strengths, regions=regions, layers=layers, strip=strip)
+    if args.strip_strengths:
+        strip = list(args.strip_strengths)
+    elif "default_strength" in recorded[0]:
+        strip = [m * float(recorded[0]["default_strength"]) for m in (-1, -0.5, 0, 0.5, 1, 1.5)]
+    else:
+        strip = list(DEFAULT_STRIP)
+    return dict(names=names, strengths=strengths, regions=regions, layers=layers, strip=strip, notes=notes)
+
+
+def _default_bank(args: argparse.Namespace) -> Path:
+    """The bank shipped for the network the latent file (or --network) names."""
+    from attributes.bank import EMBEDDED_BANKS
+
+    from .latents.grid import LatentGrid
+
+    network = args.network or LatentGrid.load(args.latent).meta.get("network")
+    if str(network) not in EMBEDDED_BANKS:
+        raise InputError(f"--bank is required: no direction bank ships for network {str(network)[:200]!r} (banks ship for: {', '.join(EMBEDDED_BANKS)})")
+    return EMBEDDED_BANKS[str(network)]
 
 
 def _per_attr(values: list[Any], n: int, flag: str) -> list[Any]:
@@ -222,8 +255,6 @@ def _mask(args: argparse.Namespace, grid: LatentGrid, region: list[float] | None
     return None
 
 
-if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
 
 
 def _network_from_file(name: str, latent: Any) -> str:
@@ -238,3 +269,7 @@ def _network_from_file(name: str, latent: Any) -> str:
         raise InputError(f"{latent} records its network as {name[:200]!r}, which is neither a well-known network nor an existing file; pass --network")
     print(f"using the network recorded in {latent}: {name} (pass --network to choose another)", file=sys.stderr)
     return name
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_network_arg(p, default="faces")
     p.add_argument("--outdir", type=Path, default=Path("out"), help="output folder, created if needed (default: out)")
     p.add_argument("--steps", type=int, default=500, help="optimization steps; 0 = the encoder's grid alone (default: 500)")
-    p.add_argument("--encoder", type=Path, default=None, metavar="PATH", help="learned encoder (from python -m spatial_latent.train_encoder) giving the starting grid; default: start from the average latent")
+    p.add_argument("--encoder", type=Path, default=None, metavar="PATH", help="learned encoder giving the starting grid: a file from python -m spatial_latent.train_encoder, or faces (the one shipped for the faces model); default: start from the average latent")
     p.add_argument("--space", choices=["grid", "w+", "w"], default="grid", help="grid: a grid of latents per layer (most faithful); w+: one latent per layer; w: one latent (default: grid)")
     p.add_argument("--density", type=int, default=8, metavar="N", help="latent cells per image side for --space grid: the grid is N x N cells (default: 8)")
     p.add_argument("--grid-layers", choices=["w+", "w"], default="w+", help="one grid per layer (w+) or one shared by all layers (w) (default: w+)")

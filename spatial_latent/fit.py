@@ -93,12 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="seed of the samples and of the held-out split (default: 0)")
     g.add_argument("--export-samples", type=Path, metavar="DIR", help="also write each sample as DIR/sampleNNNNNN.png + .safetensors, and DIR/scores.csv to fill in")
     f = p.add_argument_group("fitting")
-    f.add_argument("--method", choices=["logistic", "svm", "ridge"], default="logistic", help="linear model (default: logistic)")
+    f.add_argument("--method", choices=["logistic", "svm", "ridge", "gradient"], default="logistic", help="linear model, or gradient: the labeler's own latent gradient averaged over the samples (a differentiable labeler: face:NAME, the pixel statistics; per location by construction, large where the attribute lives) (default: logistic)")
     f.add_argument("--locations", choices=["auto", "joint", "independent", "shared"], default="auto", help="one model on the whole grid (joint), one per cell (independent), one step for all cells (shared); auto: joint for per-image scores, independent for score maps")
     f.add_argument("--select", type=float, default=0.2, metavar="RATIO", help="classifiers keep this fraction of highest and of lowest scores (default: 0.2; 0.5 = median split)")
     f.add_argument("--val", type=float, default=0.3, help="held-out fraction for the reported accuracy (default: 0.3)")
     f.add_argument("--regularization", type=float, default=1.0, help="C of logistic/svm, alpha of ridge (default: 1)")
     f.add_argument("--layer-groups", type=parse_groups, metavar="A-B,C-D", help="fit these ws-row ranges separately (w+ latents from a CSV only)")
+    f.add_argument("--region", type=_box, metavar="x0,y0,x1,y1", help="record this box (output pixels) as the direction's default edit region: python -m spatial_latent.edit uses it when given no region")
+    f.add_argument("--default-strength", type=float, metavar="S", help="record the strength python -m spatial_latent.edit uses by default for this direction (default: 1)")
     f.add_argument("--condition-on", metavar="NAME,...", help="project out these directions (already in the bank; with --append)")
     u = p.add_argument_group("unsupervised")
     u.add_argument("--pca", type=int, default=0, metavar="K", help="add K per-location PCA directions of the drawn samples (pca0..)")
@@ -144,9 +146,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     grids = labels = None
     is_csv = args.labeler is not None and args.labeler.lower().endswith(".csv")
-    if args.labeler or args.pca or args.export_samples:
+    if (args.labeler and args.method != "gradient") or args.pca or args.export_samples:
         model = AttributeModel(
-            method=args.method,
+            method="logistic" if args.method == "gradient" else args.method,
             locations=args.locations,
             layer_groups=args.layer_groups,
             select_ratio=args.select,
@@ -166,10 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = args.name or Path(args.labeler).stem
         else:
             grids, labels, name = _draw(G, args, progress)
-        if args.labeler:
+        if args.labeler and args.method != "gradient":
             d = model.fit(grids, labels, name=name, condition_on=conditions, progress=progress)
             d.meta.update(generator=fp, labeler=args.labeler, network=str(args.network))
             added.append(d)
+    if args.labeler and args.method == "gradient":
+        added.insert(0, _fit_gradient(G, args, conditions, progress))
+    if args.labeler:  # the supervised direction comes first
+        if args.region is not None:
+            added[0].meta["region"] = list(args.region)
+        if args.default_strength is not None:
+            added[0].meta["default_strength"] = args.default_strength
     if args.pca:
         from attributes.unsupervised import pca_directions
 
@@ -210,8 +219,42 @@ def _check_args(args: argparse.Namespace) -> None:
         raise InputError("--condition-on names directions of an existing bank: add --append")
     if args.layer_groups and not (args.labeler or "").lower().endswith(".csv"):
         raise InputError("--layer-groups needs w+ latents (from a CSV); drawn samples are 'w' grids")
+    if args.method == "gradient":
+        if not args.labeler or args.labeler.lower().endswith(".csv"):
+            raise InputError("--method gradient needs a differentiable built-in labeler (e.g. face:Smiling), not a CSV of scores")
+        if args.layer_groups:
+            raise InputError("--method gradient fits 'w' directions; --layer-groups does not apply")
+    if (args.region is not None or args.default_strength is not None) and not args.labeler:
+        raise InputError("--region and --default-strength describe a fitted direction: give --labeler")
     if args.sefa_layers is not None and not args.sefa:
         raise InputError("--sefa-layers given without --sefa")
+
+
+def _fit_gradient(G: Generator, args: argparse.Namespace, conditions: list[Any], progress: bool) -> Any:
+    """``--method gradient``: average the labeler's latent gradient over drawn grids."""
+    from attributes.direction import conditional
+    from attributes.gradient import fit_gradient
+    from attributes.labelers import get_labeler
+
+    labeler = get_labeler(args.labeler)
+    d = fit_gradient(
+        G, labeler, args.samples, cells=args.grid or (args.density, args.density), density=args.density, cell_mix=args.cell_mix,
+        truncation_psi=args.trunc, seed=args.seed, batch_size=args.batch, val_fraction=args.val,
+        locations="shared" if args.locations == "shared" else "per-cell", padding=args.padding, noise_mode=args.noise_mode,
+        name=args.name, progress=progress,
+    )
+    d.meta.update(labeler=args.labeler, network=str(args.network))
+    return conditional(d, conditions) if conditions else d
+
+
+def _box(text: str) -> tuple[float, float, float, float]:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad box {text!r}: use x0,y0,x1,y1 (output pixels)") from None
+    if not (x0 < x1 and y0 < y1):
+        raise argparse.ArgumentTypeError(f"box {text!r} is empty: need x0 < x1 and y0 < y1")
+    return x0, y0, x1, y1
 
 
 def _draw(G: Generator, args: argparse.Namespace, progress: bool) -> tuple[LatentGrid, Any, str]:

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg", help="LPIPS backbone (default: vgg)")
     p.add_argument("--mix", default="0.3,0.2,0.3,0.2", help="sampling weights of plain,mixed,composed,field grids (default: 0.3,0.2,0.3,0.2)")
     p.add_argument("--psi-min", type=float, default=0.7, help="truncation of sampled latents drawn in [PSI, 1] (default: 0.7)")
-    p.add_argument("--real-dir", default="", help="folder of aligned real pictures added to each batch (image loss only)")
+    p.add_argument("--real-dir", default="", help="aligned real pictures added to each batch (image loss only): a folder, or a .npz from python -m spatial_latent.prepare_faces (its training split)")
     p.add_argument("--real-per-batch", type=int, default=0, help="real pictures per batch (default: 0; 2 when --real-dir is given)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and of every batch (default: 0)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="write --out every N iterations (default: 500)")
@@ -67,8 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise InputError("--checkpoint-every must be >= 0")
     if args.out.exists() and not args.resume:
         raise InputError(f"{args.out} exists; pass --resume to continue it or choose another --out")
-    if args.real_dir and not Path(args.real_dir).is_dir():
-        raise InputError(f"--real-dir {args.real_dir} is not a folder")
+    if args.real_dir and not (Path(args.real_dir).is_dir() or (Path(args.real_dir).suffix.lower() == ".npz" and Path(args.real_dir).is_file())):
+        raise InputError(f"--real-dir {args.real_dir} is neither a folder nor an aligned set (.npz from prepare_faces)")
 
     from tqdm import tqdm
 

@@ -113,6 +113,34 @@ def test_network_recorded_in_the_latent(files: dict[str, Path], tmp_path: Path, 
     assert "--network is required" in capsys.readouterr().err
 
 
+def test_faces_latent_uses_the_shipped_bank_with_its_regions_and_strengths(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """No --bank, --strength or --region: the faces bank, and each direction's recorded region and
+    strength (the mouth for smile); a density-16 grid gets the 8x8 steps resampled."""
+    G = load_generator("faces")
+    bank = DirectionBank.load("faces")
+    for density in (8, 16):
+        g = sample_grids(G, 1, (density, density), density, cell_mix=0.0, seed=3)
+        g.meta.update(network="faces", generator_fingerprint=G.fingerprint())
+        g.save(tmp_path / f"face{density}.safetensors")
+        lat = tmp_path / f"edited{density}.safetensors"
+        argv = [str(tmp_path / f"face{density}.safetensors"), "--attr", "smile", "--attr", "age", "--save-latent", str(lat), "--device", "cpu"]
+        assert run_cli(main, argv) == 0
+        err = capsys.readouterr().err
+        smile, age = bank["smile"], bank["age"]
+        assert f"smile: strength {smile.meta['default_strength']:g}, region 8,28,56,60" in err and "age: strength 2, the whole grid" in err
+        cell = G.img_resolution / density
+        expected = edit(edit(g, smile, smile.meta["default_strength"], box_mask(g.cells, smile.meta["region"], cell_size=cell)), age, age.meta["default_strength"])
+        assert torch.allclose(LatentGrid.load(lat).data, expected.data, atol=1e-5)
+    assert run_cli(main, [str(files_latent_tiny(tmp_path)), "--attr", "smile", "--out", str(tmp_path / "x.png")]) == 2
+    assert "no direction bank ships for network 'tiny'" in capsys.readouterr().err
+
+
+def files_latent_tiny(tmp_path: Path) -> Path:
+    g = sample_grids(load_generator("tiny"), 1, CELLS, DENSITY)
+    g.meta["network"] = "tiny"
+    return g.save(tmp_path / "tiny.safetensors")
+
+
 def test_saved_noise_maps_reproduce_the_encoded_reconstruction(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from encoders.optimize import OptimizeConfig, invert
     from spatial_latent.edit import render_grid

@@ -80,15 +80,19 @@ def test_three_eyes_copies_the_eye_cells_to_the_forehead(example, tmp_path, caps
     # box x0, y0, x1, y1 over the image-left eye, forehead cell (row, col) above the eyes' middle
     assert mod.default_boxes(16) == ((5, 7, 7, 9), (4, 7))  # FFHQ: eyes at 47.5% / 37.5%
     assert mod.default_boxes(16, FACES) == ((4, 5, 6, 7), (2, 7))  # faces: eyes at 36% / 32%
-    assert mod.main([*FAST, "--steps", "3", "--loss", "mse", "--outdir", str(tmp_path)]) == 0  # the astronaut by default
-    assert size(tmp_path / "three_eyes.png") == (2 * R, R)  # encoded | edited
+    plain = [*FAST, "--steps", "3", "--loss", "mse", "--settle-steps", "0", "--outdir", str(tmp_path)]
+    assert mod.main(plain) == 0  # the astronaut by default
+    assert size(tmp_path / "three_eyes.png") == (3 * R, R)  # encoded | copied | settled
     assert "three_eyes.png" in capsys.readouterr().out
     grid = LatentGrid.load(tmp_path / "three_eyes.latent.safetensors")
     assert grid.cells == (16, 16) and grid.space == "w+"
     # The pasted block's lower row (outside the feather of the eye's upper row) is the eye's lower row.
     torch.testing.assert_close(grid.data[..., 5, 7:9], grid.data[..., 8, 5:7], rtol=0, atol=0)
     pic = pixels(tmp_path / "three_eyes.png")
-    assert np.abs(pic[:, :R] - pic[:, R:]).max() > 0
+    assert np.abs(pic[:, :R] - pic[:, R : 2 * R]).max() > 0
+    assert mod.main([*plain[:-4], "--settle-steps", "4", "--outdir", str(tmp_path / "settled")]) == 0
+    settled = LatentGrid.load(tmp_path / "settled" / "three_eyes.latent.safetensors")
+    assert settled.meta["settled_steps"] == 4 and not torch.equal(settled.data, grid.data)
 
 
 def test_extended_scene_png_and_deep_zoom(example, tmp_path, capsys):
@@ -108,7 +112,7 @@ def test_edit_attributes_fits_a_bank_then_reuses_it(example, tmp_path):
     common = [*FAST, "--steps", "3", "--loss", "mse", "--density", "4"]
     assert mod.main([*common, "--samples", "48", "--outdir", str(tmp_path / "fit")]) == 0
     assert size(tmp_path / "fit" / "edited.png") == (2 * R, R)
-    assert size(tmp_path / "fit" / "strip.png") == (7 * R, R)
+    assert size(tmp_path / "fit" / "strip.png") == (6 * R, R)  # -1 .. 1.5 x the strength
     bank = tmp_path / "fit" / "bank.npz"
     assert bank.is_file()
     assert mod.main([*common, "--bank", str(bank), "--strip", "-1", "0", "1", "--outdir", str(tmp_path / "reuse")]) == 0
@@ -118,6 +122,18 @@ def test_edit_attributes_fits_a_bank_then_reuses_it(example, tmp_path):
     assert strip.shape == (R, 3 * R, 3)
     assert np.abs(strip[:, R : 2 * R] - before).max() <= 1  # strength 0 is the unedited face
     assert np.abs(strip[:, :R] - strip[:, 2 * R :]).max() > 0
+
+
+def test_edit_attributes_uses_the_faces_bank(example, tmp_path, capsys):
+    mod = example("edit_attributes")
+    args = ["--network", "faces", "--device", "cpu", "--photo", "", "--seed", "1", "--steps", "3", "--attr", "bangs", "--outdir", str(tmp_path)]
+    assert mod.main(args) == 0
+    assert not (tmp_path / "bank.npz").exists()  # the shipped bank: nothing fitted
+    assert size(tmp_path / "edited.png") == (2 * 64, 64) and size(tmp_path / "strip.png") == (6 * 64, 64)
+    out = capsys.readouterr().out
+    assert "bangs x 4 in [4.0, 0.0, 60.0, 24.0]" in out  # the bank's recorded strength and region
+    pic = pixels(tmp_path / "edited.png")
+    assert np.abs(pic[:20, :64] - pic[:20, 64:]).mean() > 3 * np.abs(pic[44:, :64] - pic[44:, 64:]).mean()  # the forehead, not the chin
 
 
 OUR_PACKAGES = ("spatial_latent", "encoders", "attributes")
