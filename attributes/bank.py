@@ -204,6 +204,7 @@ class DirectionBank:
                     metric=e.get("metric", ""),
                     meta=e.get("meta") or {},
                 )
+                _check_edit_defaults(d, path)
                 bank.add(d)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
             raise InputError(f"{path}: malformed direction bank ({type(e).__name__}: {str(e)[:200]})") from None
@@ -213,6 +214,20 @@ class DirectionBank:
         """Several lines describing the bank (for ``--list``)."""
         head = f"direction bank for generator {self.generator or '?'} (w_dim {self.w_dim}, num_ws {self.num_ws}), {len(self)} directions"
         return "\n".join([head, *("  " + d.summary() for d in self)])
+
+
+def _check_edit_defaults(d: Direction, path: Path) -> None:
+    """The default region (4 finite numbers, ``x0 < x1``, ``y0 < y1``) and strength (a finite
+    number) a direction may record for ``python -m spatial_latent.edit``."""
+    region, strength = d.meta.get("region"), d.meta.get("default_strength")
+    def finite(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if region is not None and not (
+        isinstance(region, list) and len(region) == 4 and all(finite(v) for v in region) and region[0] < region[2] and region[1] < region[3]
+    ):
+        raise InputError(f"{path}: direction {d.name!r} records a bad default region {str(region)[:80]} (want x0,y0,x1,y1)")
+    if strength is not None and not finite(strength):
+        raise InputError(f"{path}: direction {d.name!r} records a bad default strength {str(strength)[:80]}")
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

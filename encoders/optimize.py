@@ -89,6 +89,8 @@ class OptimizeConfig:
                 continue
             if not (math.isfinite(v) and v >= 0):
                 raise InputError(f"{name} must be a finite number >= 0, got {v}")
+            if name in ("lr_rampup", "lr_rampdown") and v > 1:
+                raise InputError(f"{name} is a fraction of the run: it must be in [0, 1], got {v}")
 
     @property
     def latent_space(self) -> str:

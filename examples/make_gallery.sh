@@ -37,9 +37,8 @@ run three_eyes --network "$FACE_NETWORK" --steps "$STEPS" --loss "$LOSS"
 run edit_attributes --network "$FACE_NETWORK" --steps "$STEPS" --loss "$LOSS" --samples "$SAMPLES"
 run extended_scene --network "$SCENE_NETWORK" --size 2048x512
 
-cp "$work/multi_face/multi_face.png" "$OUT/gallery_multi_face.png"
+cp "$work/multi_face/multi_face.png" "$OUT/gallery_six_faces.png"
 cp "$work/three_eyes/three_eyes.png" "$OUT/gallery_three_eyes.png"
-cp "$work/edit_attributes/edited.png" "$OUT/gallery_edit.png"
 cp "$work/edit_attributes/strip.png" "$OUT/gallery_edit_strip.png"
 # The panorama as JPEG: a 2048x512 PNG of texture is a few megabytes.
 "$PYTHON" -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2], quality=88)" \

@@ -8,9 +8,10 @@ scene) and writes into ``--outdir`` (earlier outputs are replaced):
 - ``astronaut/``: the astronaut's photo (public domain, shipped in the package) aligned the way
   the ``faces`` model's training photos were, encoded into a 16x16 latent grid and rendered back
   (``target.png``, ``recon.png``, ``astronaut.latent.safetensors``, ``metrics.json``), the
-  reconstruction pasted back into the photo (``pasted.png``), and the cells over one eye copied
-  onto the forehead and settled there by 150 optimization steps (``three_eyes.png``:
-  reconstruction | plain copy | settled; ``three_eyes.latent.safetensors``);
+  reconstruction pasted back into the photo (``pasted.png``; ``paste_back.png``: photo | pasted),
+  and the cells over one eye copied onto the forehead and settled there by 150 optimization
+  steps (``three_eyes.png``: reconstruction | plain copy | settled;
+  ``three_eyes.latent.safetensors``);
 - ``six_faces.png``: six generated faces composed on one 2x3 latent grid, blended at the seams;
 - ``scene.png``: a seamless extended scene rendered tile by tile from a latent field (``demo``);
 - ``gallery.png``: all of it on one sheet.
@@ -130,6 +131,7 @@ def encode_photo(G: Generator, photo_path: Path, outdir: Path, steps: int, netwo
     pasted = paste_back(photo, recon, transform)
     for name, pic in (("target", face), ("recon", recon), ("pasted", pasted)):
         save_picture(pic, outdir / f"{name}.png")
+    save_picture(np.concatenate([photo, pasted], axis=1), outdir / "paste_back.png")  # photo | pasted back
     write_json(outdir / "metrics.json", {"metrics": inv.metrics[0], "seconds": inv.seconds, "steps": steps, "settings": cfg.to_dict(), "face": found.to_dict()})
     return photo, grid, {"target": face, "recon": recon, "pasted": pasted, "psnr": float(inv.metrics[0]["psnr"])}
 

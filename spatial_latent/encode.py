@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["auto", "lpips+mse", "lpips", "mse"], default="auto", help="reconstruction loss; auto: lpips+mse when the LPIPS backbone weights are present, else mse (default: auto)")
     p.add_argument("--lpips-net", choices=["vgg", "alex"], default="vgg", help="LPIPS backbone (default: vgg)")
     p.add_argument("--lr", type=float, default=0.1, help="peak Adam learning rate, in units of W's spread; from an --encoder start it ramps up over 20%% of the steps (5%% from the average latent) and the noise maps get half of it (default: 0.1)")
+    p.add_argument("--lr-rampup", type=float, default=None, metavar="F", help="fraction of the steps over which the learning rate ramps up (default: 0.2 from an --encoder start, 0.05 from the average latent; for real photos from --encoder faces, --lr 0.3 --lr-rampup 0.05 halves the gap to 500 steps from the average latent, see docs/BENCHMARKS.md)")
     p.add_argument("--latent-noise", type=float, default=None, metavar="F", help="exploration noise added to the latents at the start, x W's spread, ramped to 0 (default: 0.05 from the average latent, 0 from an --encoder start)")
     p.add_argument("--noise-reg", type=float, default=1e5, help="weight of the noise-map regularizer (default: 1e5)")
     p.add_argument("--dist-reg", type=float, default=1e-3, help="weight of the regularizer pulling grid cells toward the distribution of generated latents (default: 1e-3)")
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = OptimizeConfig(
         steps=args.steps, space=args.space, density=args.density, grid_layers=args.grid_layers, lr=args.lr,
         loss=loss, lpips_net=args.lpips_net, noise_reg=args.noise_reg, dist_reg=args.dist_reg,
-        smooth_reg=args.smooth_reg, latent_noise=args.latent_noise, optimize_noise=not args.no_noise_opt, seed=args.seed,
+        smooth_reg=args.smooth_reg, latent_noise=args.latent_noise, lr_rampup=args.lr_rampup, optimize_noise=not args.no_noise_opt, seed=args.seed,
     )
     cfg.validate()
     cfg = cfg.resolved("given" if args.encoder else "w_avg")  # the schedule that will run, as recorded

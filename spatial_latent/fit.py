@@ -14,6 +14,7 @@ another tool). Unsupervised directions: ``--pca K`` (per-location PCA of drawn s
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -224,6 +225,8 @@ def _check_args(args: argparse.Namespace) -> None:
             raise InputError("--method gradient needs a differentiable built-in labeler (e.g. face:Smiling), not a CSV of scores")
         if args.layer_groups:
             raise InputError("--method gradient fits 'w' directions; --layer-groups does not apply")
+    if args.default_strength is not None and not math.isfinite(args.default_strength):
+        raise InputError(f"--default-strength must be a finite number, got {args.default_strength}")
     if (args.region is not None or args.default_strength is not None) and not args.labeler:
         raise InputError("--region and --default-strength describe a fitted direction: give --labeler")
     if args.sefa_layers is not None and not args.sefa:

@@ -23,7 +23,7 @@ def test_demo_encodes_a_face_composes_faces_and_grows_a_scene(tmp_path, monkeypa
     argv = ["--outdir", str(out), "--size", "256x64", "--steps", "40", "--settle-steps", "20", "--device", "cpu"]
     assert main(argv) == 0
     assert loads == ["faces", "demo"]  # each generator loaded once
-    for name in ("target.png", "recon.png", "pasted.png", "three_eyes.png", "three_eyes.latent.safetensors", "astronaut.latent.safetensors", "metrics.json"):
+    for name in ("target.png", "recon.png", "pasted.png", "paste_back.png", "three_eyes.png", "three_eyes.latent.safetensors", "astronaut.latent.safetensors", "metrics.json"):
         assert (out / "astronaut" / name).is_file(), name
     assert Image.open(out / "astronaut" / "three_eyes.png").size == (3 * 64, 64)  # reconstruction | copy | settled
     assert Image.open(out / "scene.png").size == (256, 64)

@@ -184,6 +184,7 @@ def test_lpips_without_weights_is_one_line(tmp_path: Path) -> None:
         (["--density", "257"], "--density 257"),
         (["--face", "1", "--all-faces"], "either --face or --all-faces"),
         (["--batch-size", "0"], "--batch-size"),
+        (["--lr-rampup", "2"], "lr_rampup is a fraction of the run"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

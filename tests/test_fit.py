@@ -78,6 +78,9 @@ def constant_labeler(images: torch.Tensor) -> torch.Tensor:
         (["--labeler", "brightness", "--grid", "3x"], "bad --grid"),
         (["--labeler", "brightness", "--grid", "3", "--density", "8"], "whole pixels"),
         (["--labeler", "missing.csv"], "not found"),
+        (["--labeler", "brightness", "--default-strength", "nan"], "finite"),
+        (["--sefa", "1", "--region", "0,0,8,8"], "give --labeler"),
+        (["--labeler", "brightness.csv", "--method", "gradient"], "differentiable"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
@@ -89,6 +92,17 @@ def test_bad_input_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_gradient_method_records_the_edit_defaults(tmp_path: Path, tiny_fp: str) -> None:
+    out = tmp_path / "bank.npz"
+    args = [*SMALL, "--samples", "16", "--batch", "8", "--labeler", "brightness:left", "--method", "gradient", "--region", "0,0,16,32", "--default-strength", "2.5"]
+    assert run_cli(main, [*args, "--out", str(out)]) == 0
+    d = DirectionBank.load(out)["brightness"]
+    assert d.meta["method"] == "gradient" and d.metric == "agreement" and d.vectors.shape == (1, 64, 2, 2)
+    assert d.meta["region"] == [0, 0, 16, 32] and d.meta["default_strength"] == 2.5 and d.meta["generator"] == tiny_fp
+    step = d.vectors[0].norm(dim=0)
+    assert step[:, 0].mean() > step[:, 1].mean()  # the left half's brightness lives in the left column
 
 
 @pytest.mark.slow

@@ -72,6 +72,9 @@ def test_hostile_banks_are_refused_within_bounded_memory_and_time(tmp_path):
         ({"directions": "x"}, "malformed direction bank"),
         ({"directions": [{"name": "g", "key": "d0", "cells": None}]}, "malformed direction bank"),
         ({"w_dim": [8]}, "malformed direction bank"),
+        ({"meta_region": ["a", 0, 1, 1]}, "bad default region"),
+        ({"meta_region": [10, 0, 5, 8]}, "bad default region"),
+        ({"meta_default_strength": "NaN"}, "bad default strength"),
     ],
 )
 def test_malformed_bank_header_is_one_line(tmp_path, header, message):
@@ -79,6 +82,8 @@ def test_malformed_bank_header_is_one_line(tmp_path, header, message):
     with np.load(good) as f:
         arrays = {k: f[k] for k in f.files}
     full = json.loads(str(arrays["__bank__"]))
+    for key in [k for k in header if k.startswith("meta_")]:  # an edit default a direction records
+        full["directions"][0]["meta"][key[5:]] = header.pop(key)
     full.update(header)
     arrays["__bank__"] = np.array(json.dumps(full))
     path = tmp_path / "bad.npz"

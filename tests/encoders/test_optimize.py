@@ -199,6 +199,7 @@ def test_schedule_defaults_follow_the_start(G: Generator) -> None:
         (dict(steps=-1), "steps"),
         (dict(lr=float("nan")), "lr"),
         (dict(grid_layers="x"), "grid_layers"),
+        (dict(lr_rampup=1.5), "lr_rampup is a fraction of the run"),
     ],
 )
 def test_bad_settings(G: Generator, change: dict, message: str) -> None:
