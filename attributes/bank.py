@@ -31,6 +31,7 @@ from spatial_latent.atomic import atomic_write
 from spatial_latent.errors import InputError
 from spatial_latent.limits import MAX_BANK_BYTES, check_file_size, check_zip_sizes, load_json
 from spatial_latent.latents.grid import LatentGrid
+from spatial_latent.latents.masks import check_box
 
 from .direction import Direction, grid_fingerprint
 
@@ -220,13 +221,12 @@ def _check_edit_defaults(d: Direction, path: Path) -> None:
     """The default region (4 finite numbers, ``x0 < x1``, ``y0 < y1``) and strength (a finite
     number) a direction may record for ``python -m spatial_latent.edit``."""
     region, strength = d.meta.get("region"), d.meta.get("default_strength")
-    def finite(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if region is not None and not (
-        isinstance(region, list) and len(region) == 4 and all(finite(v) for v in region) and region[0] < region[2] and region[1] < region[3]
-    ):
-        raise InputError(f"{path}: direction {d.name!r} records a bad default region {str(region)[:80]} (want x0,y0,x1,y1)")
-    if strength is not None and not finite(strength):
+    if region is not None:
+        try:
+            check_box(region)
+        except ValueError as e:
+            raise InputError(f"{path}: direction {d.name!r} records a bad default region {str(region)[:80]} ({e})") from None
+    if strength is not None and (not isinstance(strength, (int, float)) or isinstance(strength, bool) or not math.isfinite(strength)):
         raise InputError(f"{path}: direction {d.name!r} records a bad default strength {str(strength)[:80]}")
 
 

@@ -251,13 +251,16 @@ def _fit_gradient(G: Generator, args: argparse.Namespace, conditions: list[Any],
 
 
 def _box(text: str) -> tuple[float, float, float, float]:
+    from .latents.masks import check_box  # the rule a bank's recorded region is read back with
+
     try:
-        x0, y0, x1, y1 = (float(v) for v in text.split(","))
+        values = [float(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"bad box {text!r}: use x0,y0,x1,y1 (output pixels)") from None
-    if not (x0 < x1 and y0 < y1):
-        raise argparse.ArgumentTypeError(f"box {text!r} is empty: need x0 < x1 and y0 < y1")
-    return x0, y0, x1, y1
+    try:
+        return check_box(values)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"bad box {text!r}: {e}") from None
 
 
 def _draw(G: Generator, args: argparse.Namespace, progress: bool) -> tuple[LatentGrid, Any, str]:

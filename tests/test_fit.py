@@ -94,6 +94,14 @@ def test_bad_input_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("region, message", [("8,0,4,8", "empty"), ("0,0,inf,8", "finite"), ("a,b", "use x0,y0,x1,y1")])
+def test_a_region_the_bank_could_not_read_back_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture, region: str, message: str) -> None:
+    out = tmp_path / "bank.npz"
+    with pytest.raises(SystemExit) as e:
+        main([*SMALL, "--labeler", "brightness", "--region", region, "--out", str(out)])
+    assert e.value.code == 2 and message in capsys.readouterr().err and not out.exists()
+
+
 def test_gradient_method_records_the_edit_defaults(tmp_path: Path, tiny_fp: str) -> None:
     out = tmp_path / "bank.npz"
     args = [*SMALL, "--samples", "16", "--batch", "8", "--labeler", "brightness:left", "--method", "gradient", "--region", "0,0,16,32", "--default-strength", "2.5"]

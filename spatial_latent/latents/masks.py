@@ -20,6 +20,7 @@ Conventions, the same in every module of the toolkit:
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
@@ -46,6 +47,20 @@ def cell_mask(cells: tuple[int, int], indices: Iterable[tuple[int, int]]) -> tor
     if n == 0:
         raise InputError("no cells given for the mask")
     return m
+
+
+def check_box(box: object) -> tuple[float, float, float, float]:
+    """``box`` as ``(x0, y0, x1, y1)`` floats if it is four finite numbers with ``x0 < x1`` and
+    ``y0 < y1``; otherwise ``ValueError`` saying which (the caller names the box)."""
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(number(v) for v in box):
+        raise ValueError("want four finite numbers x0,y0,x1,y1")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError("empty: need x0 < x1 and y0 < y1")
+    return x0, y0, x1, y1
 
 
 def box_mask(cells: tuple[int, int], box: Sequence[float], cell_size: float = 1.0) -> torch.Tensor:

@@ -8,7 +8,7 @@ import torch
 
 from spatial_latent.errors import InputError
 from spatial_latent.latents.grid import LatentGrid
-from spatial_latent.latents.masks import box_mask, cell_mask, image_mask, resolve_mask, soft_box, soft_regions
+from spatial_latent.latents.masks import box_mask, check_box, cell_mask, image_mask, resolve_mask, soft_box, soft_regions
 
 
 def test_box_mask_covers_fractions_of_cells() -> None:
@@ -96,3 +96,11 @@ def test_every_package_exports_the_same_builders() -> None:
     for name in ("box_mask", "cell_mask", "image_mask"):
         assert getattr(attributes, name) is getattr(masks, name) is getattr(spatial_latent, name)
     assert spatial_latent.soft_box is masks.soft_box
+
+
+def test_check_box_wants_four_finite_ordered_numbers() -> None:
+    assert check_box([0, 1, 8, 9.5]) == (0.0, 1.0, 8.0, 9.5)
+    for bad, why in (([0, 0, float("inf"), 8], "finite"), ([0, 0, 8], "four"), (["0", 0, 8, 8], "four"), ([True, 0, 8, 8], "four"),
+                     ("0,0,8,8", "four"), ([8, 0, 4, 8], "empty"), ([0, 8, 8, 8], "empty")):
+        with pytest.raises(ValueError, match=why):
+            check_box(bad)
